@@ -1,0 +1,151 @@
+"""Typed, frozen models of the sections of params.yaml, with the official presets.
+
+A section may name a ``preset``; the preset's values are taken first and the section's own keys
+override them. Unknown keys, wrong types and impossible combinations raise :class:`ConfigError`
+with one line per problem, each naming the offending key.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PresetName = Literal["paper_ade20k", "paper_celebahq_edge", "paper_deepfashion", "demo"]
+
+
+class ConfigError(ValueError):
+    """params.yaml (or a preset plus overrides) does not describe a valid configuration."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, strict=True)
+
+
+class ModelConfig(_Section):
+    """Architecture of the correspondence, translation and discriminator networks."""
+
+    preset: PresetName | None = None
+    image_size: int = Field(256, ge=64, description="square crop the networks run at")
+    semantic_nc: int = Field(151, ge=1, description="channels of the input domain")
+    ngf: int = Field(64, ge=2, description="translation-network base width")
+    corr_nf: int = Field(64, ge=2, description="domain-adaptor base width (official: fixed 64)")
+    spade_hidden: int = Field(128, ge=1, description="SPADE hidden width (official: 128)")
+    ndf: int = Field(64, ge=2, description="discriminator base width")
+    num_d: int = Field(2, ge=1, description="discriminator scales")
+    n_layers_d: int = Field(4, ge=2, description="conv layers per PatchGAN before the logit conv")
+    adaptor_kernel: Literal[3, 4] = 3
+    match_kernel: Literal[1, 3, 5] = 3
+    corr_size: int = Field(64, ge=4, description="side of the correspondence grid")
+    alpha: float = Field(100.0, gt=0, description="softmax sharpness of the warp (eq. 4)")
+    warp_impl: Literal["naive", "fused"] = "fused"
+    warp_bilinear: bool = False
+    warp_patch: bool = False
+    warp_mask: Literal["direct", "cycle", "none"] = "direct"
+    maskmix: bool = True
+    use_attention: bool = True
+    pono_c: bool = Field(True, description="centre correlation features over channels (PONO_C)")
+    param_free_norm: Literal["positional", "instance", "batch"] = "positional"
+    init_gain: float = Field(0.02, gt=0)
+
+    @model_validator(mode="after")
+    def _check_geometry(self) -> ModelConfig:
+        problems = []
+        if self.image_size % 32:
+            problems.append(
+                f"image_size={self.image_size} must be a multiple of 32 "
+                "(the translation network upsamples 5 times from image_size/32)"
+            )
+        if self.image_size % self.corr_size or self.image_size // self.corr_size not in (1, 2, 4):
+            problems.append(
+                f"corr_size={self.corr_size} must divide image_size={self.image_size} "
+                "by 1, 2 or 4 (the domain adaptors have two optional stride-2 convs)"
+            )
+        if self.ngf % 2:
+            problems.append(f"ngf={self.ngf} must be even (non-local block uses 4*ngf/8 channels)")
+        if self.use_attention and min(2 ** (self.n_layers_d - 2) * self.ndf, 512) % 8:
+            problems.append(f"ndf={self.ndf} gives a discriminator attention width not divisible by 8")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def warp_stride(self) -> int:
+        """How many image pixels one correspondence cell covers along each side."""
+        return self.image_size // self.corr_size
+
+    @property
+    def adaptor_downsamples(self) -> int:
+        return int(math.log2(self.warp_stride))
+
+
+# The official settings, read off the README test commands of the released checkpoints
+# (REFERENCE.md, shared/official/keys-*.json). demo is ours: tiny enough to train on 2 CPU cores.
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper_ade20k": dict(
+        semantic_nc=151, adaptor_kernel=3, maskmix=True, use_attention=True,
+        warp_bilinear=False, warp_patch=False, warp_mask="direct",
+    ),
+    "paper_celebahq_edge": dict(
+        semantic_nc=15, adaptor_kernel=4, maskmix=True, use_attention=True,
+        warp_bilinear=True, warp_patch=False, warp_mask="none",
+    ),
+    "paper_deepfashion": dict(
+        semantic_nc=20, adaptor_kernel=4, maskmix=False, use_attention=True,
+        warp_bilinear=True, warp_patch=True, warp_mask="none",
+    ),
+    "demo": dict(
+        image_size=64, corr_size=16, semantic_nc=8, ngf=8, corr_nf=8, spade_hidden=16, ndf=8,
+        n_layers_d=3, adaptor_kernel=3, maskmix=True, use_attention=True, warp_mask="direct",
+    ),
+}
+
+
+class Params(_Section):
+    """The whole params.yaml (sections are added as the stages that read them land)."""
+
+    model: ModelConfig = ModelConfig()
+
+
+def _format_errors(section: str, err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in (section, *e["loc"]) if p != "")
+        msg = e["msg"].removeprefix("Value error, ")
+        got = "" if e["type"] == "missing" else f" (got {e.get('input')!r})"
+        if e["type"] == "extra_forbidden":
+            msg, got = "unknown key", ""
+        lines.append(f"{where}: {msg}{got}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def model_config(section: Mapping[str, Any] | None = None, **overrides: Any) -> ModelConfig:
+    """Resolve a ``model`` section: preset values first, then the section's keys, then overrides."""
+    values = dict(section or {})
+    values.update(overrides)
+    preset = values.get("preset")
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(f"model.preset: unknown preset {preset!r}; known: {sorted(PRESETS)}")
+        values = {**PRESETS[preset], **values}
+    try:
+        return ModelConfig.model_validate(values)
+    except ValidationError as err:
+        raise ConfigError(_format_errors("model", err)) from None
+
+
+def parse_params(raw: Mapping[str, Any] | None) -> Params:
+    """Validate the parsed contents of params.yaml."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"params must be a mapping of sections, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(Params.model_fields))
+    if unknown:
+        raise ConfigError(f"unknown params section(s): {unknown}; known: {sorted(Params.model_fields)}")
+    model_section = raw.get("model") or {}
+    if not isinstance(model_section, Mapping):
+        raise ConfigError(f"model: expected a mapping, got {type(model_section).__name__}")
+    return Params(model=model_config(model_section))

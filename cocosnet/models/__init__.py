@@ -1,0 +1,1 @@
+"""CoCosNet networks: correspondence, translation, discriminator, VGG, official import."""

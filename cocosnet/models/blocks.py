@@ -1,0 +1,168 @@
+"""Building blocks shared by the networks: SPADE, positional normalisation, residual blocks,
+the SAGAN-style non-local block, and weight initialisation."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+ParamFreeNorm = Literal["positional", "instance", "batch"]
+
+
+def spectral(module: nn.Module) -> nn.Module:
+    """Spectral normalisation (Miyato et al.) of a conv's weight."""
+    return spectral_norm(module)
+
+
+def positional_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """PONO: normalise each pixel over channels (unbiased variance, as the official code)."""
+    mean = x.mean(dim=1, keepdim=True)
+    var = x.var(dim=1, keepdim=True)
+    return (x - mean) * torch.rsqrt(var + eps)
+
+
+class PositionalNorm(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return positional_norm(x)
+
+
+def make_param_free_norm(kind: ParamFreeNorm, channels: int) -> nn.Module:
+    if kind == "positional":
+        return PositionalNorm()
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=False)
+    # Converted to SyncBatchNorm by the training loop when it runs distributed.
+    return nn.BatchNorm2d(channels, affine=False)
+
+
+class SPADE(nn.Module):
+    """Spatially-adaptive denormalisation: ``norm(x) * (1 + gamma(c)) + beta(c)``.
+
+    gamma and beta are predicted from the condition ``c`` (nearest-resized to x) by a 3x3 conv
+    with ReLU followed by two 3x3 convs; all convs use reflection padding as the official code.
+    """
+
+    def __init__(self, channels: int, cond_channels: int, hidden: int, norm: ParamFreeNorm):
+        super().__init__()
+        self.norm = make_param_free_norm(norm, channels)
+        self.mlp_shared = nn.Conv2d(cond_channels, hidden, 3, padding=1, padding_mode="reflect")
+        self.mlp_gamma = nn.Conv2d(hidden, channels, 3, padding=1, padding_mode="reflect")
+        self.mlp_beta = nn.Conv2d(hidden, channels, 3, padding=1, padding_mode="reflect")
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        if cond.shape[-2:] != x.shape[-2:]:
+            cond = F.interpolate(cond, size=x.shape[-2:], mode="nearest")
+        actv = F.relu(self.mlp_shared(cond))
+        return self.norm(x) * (1 + self.mlp_gamma(actv)) + self.mlp_beta(actv)
+
+
+class SPADEResBlock(nn.Module):
+    """Residual block of two SPADE -> LeakyReLU -> conv3x3 units, learned shortcut if widths differ."""
+
+    def __init__(self, fin: int, fout: int, cond_channels: int, hidden: int, norm: ParamFreeNorm):
+        super().__init__()
+        fmid = min(fin, fout)
+        self.norm_0 = SPADE(fin, cond_channels, hidden, norm)
+        self.conv_0 = spectral(nn.Conv2d(fin, fmid, 3, padding=1, padding_mode="reflect"))
+        self.norm_1 = SPADE(fmid, cond_channels, hidden, norm)
+        self.conv_1 = spectral(nn.Conv2d(fmid, fout, 3, padding=1, padding_mode="reflect"))
+        self.learned_shortcut = fin != fout
+        if self.learned_shortcut:
+            self.norm_s = SPADE(fin, cond_channels, hidden, norm)
+            self.conv_s = spectral(nn.Conv2d(fin, fout, 1, bias=False))
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        shortcut = self.conv_s(self.norm_s(x, cond)) if self.learned_shortcut else x
+        dx = self.conv_0(F.leaky_relu(self.norm_0(x, cond), 0.2))
+        dx = self.conv_1(F.leaky_relu(self.norm_1(dx, cond), 0.2))
+        return shortcut + dx
+
+
+class ConvNormAct(nn.Module):
+    """conv (optionally spectral-normed) -> optional InstanceNorm -> optional LeakyReLU(0.2).
+
+    With instance norm the conv has no bias (it would be cancelled), as the official code.
+    """
+
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        kernel: int,
+        stride: int = 1,
+        padding: int = 1,
+        *,
+        sn: bool = True,
+        instance_norm: bool = True,
+        act: bool = True,
+    ):
+        super().__init__()
+        conv = nn.Conv2d(cin, cout, kernel, stride, padding, bias=not instance_norm)
+        self.conv = spectral(conv) if sn else conv
+        self.norm = nn.InstanceNorm2d(cout, affine=False) if instance_norm else nn.Identity()
+        self.act = nn.LeakyReLU(0.2) if act else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.norm(self.conv(x)))
+
+
+class ResidualBlock(nn.Module):
+    """(reflect-pad, conv3x3, InstanceNorm, PReLU) x2 with identity skip; one PReLU used twice."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, padding_mode="reflect")
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, padding_mode="reflect")
+        self.prelu = nn.PReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.prelu(F.instance_norm(self.conv1(x)))
+        out = F.instance_norm(self.conv2(out))
+        return self.prelu(out + x)
+
+
+class NonLocalAttention(nn.Module):
+    """SAGAN self-attention: theta, phi (C/8) and g (C/2) 1x1 convs, phi and g 2x2 max-pooled,
+    softmax(theta^T phi) (no 1/sqrt(d) scaling), 1x1 output conv, residual gain gamma (init 0)."""
+
+    def __init__(self, channels: int, sn: bool = True):
+        super().__init__()
+        wrap = spectral if sn else (lambda m: m)
+        self.theta = wrap(nn.Conv2d(channels, channels // 8, 1, bias=False))
+        self.phi = wrap(nn.Conv2d(channels, channels // 8, 1, bias=False))
+        self.g = wrap(nn.Conv2d(channels, channels // 2, 1, bias=False))
+        self.out = wrap(nn.Conv2d(channels // 2, channels, 1, bias=False))
+        self.gamma = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        query = self.theta(x).flatten(2).transpose(1, 2)
+        key = F.max_pool2d(self.phi(x), 2).flatten(2).transpose(1, 2)
+        value = F.max_pool2d(self.g(x), 2).flatten(2).transpose(1, 2)
+        # Attention without materialising the (HW x HW/4) matrix; scale 1 as SAGAN.
+        attended = F.scaled_dot_product_attention(
+            query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1), scale=1.0
+        ).squeeze(1)
+        attended = attended.transpose(1, 2).reshape(b, -1, h, w)
+        return self.gamma * self.out(attended) + x
+
+
+def conv_weight(module: nn.Module) -> torch.Tensor | None:
+    """The trainable weight tensor of a conv/linear, looking through spectral-norm parametrisation."""
+    if hasattr(module, "parametrizations") and "weight" in module.parametrizations:
+        return module.parametrizations.weight.original
+    return getattr(module, "weight", None)
+
+
+@torch.no_grad()
+def init_weights(net: nn.Module, gain: float = 0.02) -> None:
+    """Xavier-normal (gain 0.02) conv/linear weights and zero biases, as the official init."""
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d | nn.Linear):
+            nn.init.xavier_normal_(conv_weight(m), gain=gain)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)

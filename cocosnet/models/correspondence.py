@@ -1,0 +1,226 @@
+"""Cross-domain correspondence network (paper §3.1; official ``NoVGGCorrespondence``).
+
+Two domain adaptors (no weight sharing) map the input (mask/edges/pose) and the exemplar photo to
+a shared feature space; a shared block of residual blocks adapts them further (optionally mixed
+with the semantic masks, ``maskmix``); 1x1 projections theta/phi, k x k unfolding, channel-wise
+centring and L2 normalisation give the descriptors whose cosine similarities form M (eq. 3);
+the exemplar is warped by ``softmax(alpha * M)`` (eq. 4).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import ConvNormAct, ParamFreeNorm, ResidualBlock, SPADEResBlock
+from .warp import WarpImpl, softmax_warp
+
+_EPS = sys.float_info.epsilon  # added to feature norms, as the official code
+
+
+def l2_normalize(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    return x / (torch.linalg.vector_norm(x, dim=dim, keepdim=True) + _EPS)
+
+
+class DomainAdaptor(nn.Module):
+    """Five spectral-normed conv + InstanceNorm layers (LeakyReLU between) that reduce the image
+    to the correspondence grid, then three SPADE residual blocks conditioned on the adaptor's
+    own input (8nf, 8nf, then 8nf -> 4nf)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        nf: int,
+        kernel: int,
+        downsamples: int,
+        spade_hidden: int,
+        norm: ParamFreeNorm,
+    ):
+        super().__init__()
+        # The official strided convs are layers 2 and 4; for a finer grid layer 4 (then 2)
+        # becomes a stride-1 3x3 conv (official --warp_stride 2).
+        strided = {1: downsamples >= 2, 3: downsamples >= 1}
+        widths = [in_channels, nf, 2 * nf, 4 * nf, 8 * nf, 8 * nf]
+        self.convs = nn.ModuleList()
+        for i in range(5):
+            k, s = (kernel, 2) if strided.get(i) else (3, 1)
+            self.convs.append(ConvNormAct(widths[i], widths[i + 1], k, s, 1, act=False))
+        self.blocks = nn.ModuleList(
+            [
+                SPADEResBlock(8 * nf, 8 * nf, in_channels, spade_hidden, norm),
+                SPADEResBlock(8 * nf, 8 * nf, in_channels, spade_hidden, norm),
+                SPADEResBlock(8 * nf, 4 * nf, in_channels, spade_hidden, norm),
+            ]
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.convs[0](x)
+        for conv in self.convs[1:]:
+            h = conv(F.leaky_relu(h, 0.2))
+        for block in self.blocks:
+            h = block(h, x)
+        return h
+
+
+@dataclass
+class CorrespondenceOutput:
+    """What the correspondence network gives the generator and the losses."""
+
+    warped: torch.Tensor  # B x 3 x H x W: exemplar warped to the input's layout
+    warped_mask: torch.Tensor | None  # B x L x h x w: exemplar label warped (warped-mask loss)
+    cycle: torch.Tensor | None  # warped warped back to the exemplar (eq. 12), h x w (patch: H x W)
+    input_features: torch.Tensor  # B x C x h x w: L2-normalised input-adaptor features
+    real_features: torch.Tensor | None  # same, exemplar adaptor on the ground truth (eq. 9)
+
+
+class CorrespondenceNet(nn.Module):
+    def __init__(
+        self,
+        semantic_nc: int,
+        *,
+        nf: int = 64,
+        spade_hidden: int = 128,
+        adaptor_kernel: int = 3,
+        warp_stride: int = 4,
+        match_kernel: int = 3,
+        alpha: float = 100.0,
+        maskmix: bool = True,
+        pono_c: bool = True,
+        warp_bilinear: bool = False,
+        warp_patch: bool = False,
+        warp_mask: str = "direct",
+        warp_impl: WarpImpl = "fused",
+        norm: ParamFreeNorm = "positional",
+    ):
+        super().__init__()
+        downsamples = {1: 0, 2: 1, 4: 2}[warp_stride]
+        self.input_adaptor = DomainAdaptor(
+            semantic_nc, nf, adaptor_kernel, downsamples, spade_hidden, norm
+        )
+        self.exemplar_adaptor = DomainAdaptor(3, nf, adaptor_kernel, downsamples, spade_hidden, norm)
+        width = 4 * nf + (semantic_nc if maskmix else 0)
+        self.shared = nn.Sequential(*[ResidualBlock(width) for _ in range(4)])
+        self.theta = nn.Conv2d(width, 4 * nf, 1)
+        self.phi = nn.Conv2d(width, 4 * nf, 1)
+        self.semantic_nc = semantic_nc
+        self.warp_stride = warp_stride
+        self.match_kernel = match_kernel
+        self.alpha = alpha
+        self.maskmix = maskmix
+        self.pono_c = pono_c
+        self.warp_bilinear = warp_bilinear
+        self.warp_patch = warp_patch
+        self.warp_mask = warp_mask
+        self.warp_impl: WarpImpl = warp_impl
+
+    def descriptors(self, features: torch.Tensor, projection: nn.Conv2d) -> torch.Tensor:
+        """B x N x D descriptors: projection, k x k unfold, centring, L2 normalisation (eq. 3)."""
+        x = projection(features)
+        k = self.match_kernel
+        x = F.unfold(x, k, padding=k // 2) if k > 1 else x.flatten(2)
+        # PONO_C centres each position's descriptor over its channels; without it the official
+        # code centres each channel over positions.
+        x = x - x.mean(dim=1 if self.pono_c else -1, keepdim=True)
+        return l2_normalize(x, dim=1).transpose(1, 2)
+
+    def _exemplar_values(self, exemplar: torch.Tensor) -> torch.Tensor:
+        """B x N x C rows to warp: avg-pooled colours, or r x r RGB patches with warp_patch."""
+        r = self.warp_stride
+        if self.warp_patch:
+            return F.unfold(exemplar, r, stride=r).transpose(1, 2)
+        pooled = F.avg_pool2d(exemplar, r) if r > 1 else exemplar
+        return pooled.flatten(2).transpose(1, 2)
+
+    def _to_image(self, rows: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """Inverse of _exemplar_values: rows back to a full-resolution image."""
+        r = self.warp_stride
+        h, w = grid
+        if self.warp_patch:
+            return F.fold(rows.transpose(1, 2), (h * r, w * r), r, stride=r)
+        img = rows.transpose(1, 2).reshape(rows.shape[0], -1, h, w)
+        if r == 1:
+            return img
+        mode = "bilinear" if self.warp_bilinear else "nearest"
+        return F.interpolate(img, scale_factor=r, mode=mode)
+
+    def warp(self, query, key, value):
+        return softmax_warp(query, key, value, self.alpha, self.warp_impl)
+
+    def forward(
+        self,
+        input_label: torch.Tensor,
+        exemplar: torch.Tensor,
+        exemplar_label: torch.Tensor | None = None,
+        *,
+        hide_exemplar_label: bool = False,
+        real_image: torch.Tensor | None = None,
+        cycle: bool = False,
+    ) -> CorrespondenceOutput:
+        """Warp ``exemplar`` (B x 3 x H x W in [-1, 1]) to the layout of ``input_label``.
+
+        ``exemplar_label`` feeds maskmix (unless ``hide_exemplar_label``: after the mask warm-up,
+        and at test time without exemplar masks, it is replaced by 0.01 N(0, 1) noise) and the
+        warped mask. ``real_image`` adds its adaptor features for the domain-alignment loss.
+        """
+        f_in = l2_normalize(self.input_adaptor(input_label))
+        f_ex = l2_normalize(self.exemplar_adaptor(exemplar))
+        real_features = None
+        if real_image is not None:
+            real_features = l2_normalize(self.exemplar_adaptor(real_image))
+        grid = f_in.shape[-2:]
+
+        if self.maskmix:
+            seg = F.interpolate(input_label, size=grid, mode="nearest")
+            if exemplar_label is None or hide_exemplar_label:
+                ref = 0.01 * torch.randn_like(seg)
+            else:
+                ref = F.interpolate(exemplar_label, size=grid, mode="nearest")
+            f_in_mixed, f_ex_mixed = torch.cat([f_in, seg], 1), torch.cat([f_ex, ref], 1)
+        else:
+            f_in_mixed, f_ex_mixed = f_in, f_ex
+        # The shared block is per-sample (instance norm), so both domains go through it as one batch.
+        shared = self.shared(torch.cat([f_in_mixed, f_ex_mixed], 0))
+        content, reference = shared.chunk(2, dim=0)
+        query = self.descriptors(content, self.theta)
+        key = self.descriptors(reference, self.phi)
+
+        values = self._exemplar_values(exemplar)
+        n_colour = values.shape[-1]
+        want_mask = self.warp_mask == "direct" and exemplar_label is not None
+        if want_mask:
+            ref_rows = F.interpolate(exemplar_label, size=grid, mode="nearest").flatten(2)
+            values = torch.cat([values, ref_rows.transpose(1, 2)], dim=-1)
+        warped_rows = self.warp(query, key, values)
+        colour_rows = warped_rows[..., :n_colour]
+
+        warped_mask = None
+        if want_mask:
+            warped_mask = warped_rows[..., n_colour:].transpose(1, 2).reshape(
+                exemplar.shape[0], -1, *grid
+            )
+        elif self.warp_mask == "cycle":
+            # Input label warped to the exemplar and back (official 'cycle' mask loss).
+            seg_rows = F.interpolate(input_label, size=grid, mode="nearest").flatten(2)
+            to_ref = self.warp(key, query, seg_rows.transpose(1, 2))
+            back = self.warp(query, key, to_ref)
+            warped_mask = back.transpose(1, 2).reshape(exemplar.shape[0], -1, *grid)
+
+        cycled = None
+        if cycle:
+            back = self.warp(key, query, colour_rows)
+            cycled = (
+                self._to_image(back, grid)
+                if self.warp_patch
+                else back.transpose(1, 2).reshape(exemplar.shape[0], -1, *grid)
+            )
+        return CorrespondenceOutput(
+            warped=self._to_image(colour_rows, grid),
+            warped_mask=warped_mask,
+            cycle=cycled,
+            input_features=f_in,
+            real_features=real_features,
+        )
