@@ -1,0 +1,79 @@
+"""The ``cocosnet`` console script. Parses arguments and calls library functions; nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from . import weights
+from .config import PRESETS, ConfigError, model_config
+
+
+def _model_info(args: argparse.Namespace) -> int:
+    from .models.factory import model_info
+
+    print(json.dumps(model_info(model_config({"preset": args.preset})), indent=2))
+    return 0
+
+
+def _import_official(args: argparse.Namespace) -> int:
+    from .models.official import import_official
+
+    out = import_official(model_config({"preset": args.preset}), args.corr, args.gen, args.out)
+    print(json.dumps({"saved": str(out)}))
+    return 0
+
+
+def _weights(args: argparse.Namespace) -> int:
+    if args.weights_command == "list":
+        print(json.dumps(weights.status(args.weights_dir), indent=2))
+    elif args.weights_command == "add":
+        print(json.dumps({"added": str(weights.add(args.name, args.path, args.weights_dir))}))
+    elif args.weights_command == "fetch":
+        print(json.dumps({"fetched": str(weights.fetch(args.name, args.weights_dir))}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cocosnet", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    info = sub.add_parser("model-info", help="parameter counts and correspondence resolution")
+    info.add_argument("--preset", required=True, choices=sorted(PRESETS))
+    info.set_defaults(func=_model_info)
+
+    imp = sub.add_parser("import-official", help="import released official checkpoints")
+    imp.add_argument("--preset", required=True, choices=sorted(PRESETS))
+    imp.add_argument("--corr", required=True, help="latest_net_Corr.pth")
+    imp.add_argument("--gen", required=True, help="latest_net_G.pth")
+    imp.add_argument("--out", required=True, help="output directory (safetensors + model.json)")
+    imp.set_defaults(func=_import_official)
+
+    w = sub.add_parser("weights", help="pretrained files: list, add a local copy, fetch")
+    w.add_argument("--weights-dir", default="weights")
+    wsub = w.add_subparsers(dest="weights_command", required=True)
+    wsub.add_parser("list")
+    add = wsub.add_parser("add")
+    add.add_argument("name", choices=sorted(weights.REGISTRY))
+    add.add_argument("path")
+    fetch = wsub.add_parser("fetch")
+    fetch.add_argument("name", choices=sorted(weights.REGISTRY))
+    for p in (add, fetch):
+        p.add_argument("--weights-dir", default=argparse.SUPPRESS)
+    w.set_defaults(func=_weights)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, weights.WeightsError, FileNotFoundError, ValueError) as err:
+        print(f"cocosnet {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,215 @@
+"""Registry of the pretrained files the pipeline needs: name, file name, URL, checksum, loader.
+
+Files live in a weights directory (``weights/`` at the repo root by default; the caller passes it).
+Nothing here reads the environment. Before a file is used its SHA-256 is checked against the
+registry: the full digest where it is published, or the 8-hex-digit prefix that torchvision and
+pytorch-fid embed in their file names. For a file with no published digest, ``cocosnet weights
+add`` records the digest of the copy the user registered (in ``weights/lock.json``) and every later
+use is checked against that record, so a file that changes afterwards is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .io import atomic_path, write_text_atomic
+
+LOCK_FILE = "lock.json"
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    name: str
+    filename: str
+    url: str
+    description: str
+    sha256: str | None = None  # full digest, where published
+    sha256_prefix: str | None = None  # leading hex digits embedded in the official file name
+
+
+REGISTRY: dict[str, WeightSpec] = {
+    spec.name: spec
+    for spec in [
+        WeightSpec(
+            "vgg19_caffe",
+            "vgg19_conv.pth",
+            "https://drive.google.com/file/d/1fp7DAiXdf0Ay-jANb8f0RHYLTRyjNv4m/view",
+            "Caffe VGG19 converted to PyTorch (conv layers only), used by CoCosNet's losses and "
+            "by the authors' semantic-consistency / style-relevance metrics",
+        ),
+        WeightSpec(
+            "vgg19_torchvision",
+            "vgg19-dcbb9e9d.pth",
+            "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
+            "torchvision ImageNet VGG19 (used for exemplar retrieval embeddings)",
+            sha256_prefix="dcbb9e9d",
+        ),
+        WeightSpec(
+            "inception_fid",
+            "pt_inception-2015-12-05-6726825d.pth",
+            "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+            "pt_inception-2015-12-05-6726825d.pth",
+            "InceptionV3 with the TF FID weights (pytorch-fid / torch-fidelity)",
+            sha256_prefix="6726825d",
+        ),
+        WeightSpec(
+            "openpose_body_prototxt",
+            "pose_deploy_linevec.prototxt",
+            "https://raw.githubusercontent.com/CMU-Perceptual-Computing-Lab/openpose/master/"
+            "models/pose/coco/pose_deploy_linevec.prototxt",
+            "OpenPose COCO body model definition (Caffe prototxt)",
+        ),
+        WeightSpec(
+            "openpose_body_caffemodel",
+            "pose_iter_440000.caffemodel",
+            "http://posefs1.perception.cs.cmu.edu/OpenPose/models/pose/coco/pose_iter_440000.caffemodel",
+            "OpenPose COCO body model weights (Caffe)",
+        ),
+        WeightSpec(
+            "upernet_ade20k",
+            "upernet_ade20k.pth",
+            "http://sceneparsing.csail.mit.edu/model/pytorch/ade20k-resnet50-upernet/",
+            "UPerNet (ResNet-50) ADE20k scene parser, for masks of datasets without labels",
+        ),
+    ]
+}
+
+
+class WeightsError(RuntimeError):
+    """A pretrained file is missing, unknown, or fails its checksum."""
+
+
+def spec(name: str) -> WeightSpec:
+    if name not in REGISTRY:
+        raise WeightsError(f"unknown weights {name!r}; known: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name]
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _lock(weights_dir: Path) -> dict[str, str]:
+    path = weights_dir / LOCK_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise WeightsError(f"{path} is not valid JSON ({err})") from None
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise WeightsError(f"{path} must map file names to sha256 digests")
+    return data
+
+
+def _check_digest(
+    s: WeightSpec, path: Path, digest: str, recorded: str | None, registering: bool = False
+) -> None:
+    expected = s.sha256 or recorded
+    if not (expected or s.sha256_prefix or registering):
+        raise WeightsError(
+            f"{path} has no checksum to verify it against ({s.name} publishes none): register it "
+            f"once with `cocosnet weights add {s.name} {path}` to record its sha256"
+        )
+    if expected and digest != expected:
+        raise WeightsError(
+            f"{path} has sha256 {digest}, expected {expected} for {s.name}: the file is corrupt "
+            f"or not the official one; get it again from {s.url}"
+        )
+    if s.sha256_prefix and not digest.startswith(s.sha256_prefix):
+        raise WeightsError(
+            f"{path} has sha256 {digest[:16]}..., expected it to start with {s.sha256_prefix} "
+            f"({s.name}); get it again from {s.url}"
+        )
+
+
+def resolve(name: str, weights_dir: str | Path) -> Path:
+    """Path of a registered file after its checksum passed; a clear error if it is missing."""
+    s = spec(name)
+    weights_dir = Path(weights_dir)
+    path = weights_dir / s.filename
+    if not path.is_file():
+        raise WeightsError(
+            f"missing pretrained file {path} ({s.name}: {s.description}).\n"
+            f"Download it from {s.url} and register it with:\n"
+            f"  cocosnet weights add {s.name} /path/to/{s.filename} --weights-dir {weights_dir}"
+        )
+    _check_digest(s, path, sha256_of(path), _lock(weights_dir).get(s.filename))
+    return path
+
+
+def add(name: str, source: str | Path, weights_dir: str | Path) -> Path:
+    """Copy a local file into the weights directory after checking it, recording its digest."""
+    s = spec(name)
+    source = Path(source)
+    if not source.is_file():
+        raise WeightsError(f"{source} is not a file")
+    weights_dir = Path(weights_dir)
+    digest = sha256_of(source)
+    _check_digest(s, source, digest, None, registering=True)
+    dest = weights_dir / s.filename
+    if source.resolve() != dest.resolve():
+        with atomic_path(dest) as tmp:
+            shutil.copyfile(source, tmp)
+    lock = _lock(weights_dir)
+    lock[s.filename] = digest
+    write_text_atomic(weights_dir / LOCK_FILE, json.dumps(lock, indent=2, sort_keys=True) + "\n")
+    return dest
+
+
+def fetch(name: str, weights_dir: str | Path) -> Path:
+    """Download a file from its official URL (only where there is internet), then ``add`` it."""
+    s = spec(name)
+    weights_dir = Path(weights_dir)
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    part = weights_dir / (s.filename + ".part")
+    try:
+        with urllib.request.urlopen(s.url, timeout=60) as response, open(part, "wb") as out:
+            shutil.copyfileobj(response, out)
+    except OSError as err:
+        part.unlink(missing_ok=True)
+        raise WeightsError(
+            f"could not download {s.name} from {s.url} ({err}); download it by hand and use "
+            f"`cocosnet weights add {s.name} PATH`"
+        ) from None
+    try:
+        return add(name, part, weights_dir)
+    finally:
+        part.unlink(missing_ok=True)
+
+
+def status(weights_dir: str | Path) -> list[dict]:
+    """One row per registered file: present, verified, or the reason it is not usable."""
+    rows = []
+    for name, s in sorted(REGISTRY.items()):
+        row = {"name": name, "file": s.filename, "url": s.url}
+        try:
+            resolve(name, weights_dir)
+            row["status"] = "ok"
+        except WeightsError as err:
+            row["status"] = str(err).splitlines()[0]
+        rows.append(row)
+    return rows
+
+
+def load_state_dict(name: str, weights_dir: str | Path) -> dict[str, torch.Tensor]:
+    """Verify and load a PyTorch state dict without unpickling arbitrary objects."""
+    path = resolve(name, weights_dir)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - refused pickle or corrupt archive
+        raise WeightsError(f"{path}: not a loadable tensor state dict ({err})") from None
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path}: expected a state dict, got {type(state).__name__}")
+    return state

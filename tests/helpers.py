@@ -1,0 +1,31 @@
+"""Helpers shared by the tests: official key listings and label maps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+OFFICIAL_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "official"
+
+
+def official_keys(preset: str) -> dict:
+    """The official state-dict listing for a preset (read off the official code)."""
+    path = OFFICIAL_DIR / f"keys-{preset}.json"
+    if not path.is_file():
+        pytest.skip(f"{path} not available (shared/ is beside the repository in CI)")
+    return json.loads(path.read_text())
+
+
+def one_hot(classes: torch.Tensor, n: int) -> torch.Tensor:
+    """B x H x W class ids -> B x n x H x W one-hot float map."""
+    return torch.nn.functional.one_hot(classes, n).permute(0, 3, 1, 2).float()
+
+
+def random_label(batch: int, n: int, size: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    # Blocky maps (4x4 cells) so nearest resizing keeps every class.
+    coarse = torch.randint(0, n, (batch, size // 4, size // 4), generator=g)
+    return one_hot(coarse.repeat_interleave(4, 1).repeat_interleave(4, 2), n)
