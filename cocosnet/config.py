@@ -66,7 +66,9 @@ class ModelConfig(_Section):
         if self.ngf % 2:
             problems.append(f"ngf={self.ngf} must be even (non-local block uses 4*ngf/8 channels)")
         if self.use_attention and min(2 ** (self.n_layers_d - 2) * self.ndf, 512) % 8:
-            problems.append(f"ndf={self.ndf} gives a discriminator attention width not divisible by 8")
+            problems.append(
+                f"ndf={self.ndf} gives a discriminator attention width not divisible by 8"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -85,20 +87,45 @@ class ModelConfig(_Section):
 # (REFERENCE.md, shared/official/keys-*.json). demo is ours: tiny enough to train on 2 CPU cores.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper_ade20k": dict(
-        semantic_nc=151, adaptor_kernel=3, maskmix=True, use_attention=True,
-        warp_bilinear=False, warp_patch=False, warp_mask="direct",
+        semantic_nc=151,
+        adaptor_kernel=3,
+        maskmix=True,
+        use_attention=True,
+        warp_bilinear=False,
+        warp_patch=False,
+        warp_mask="direct",
     ),
     "paper_celebahq_edge": dict(
-        semantic_nc=15, adaptor_kernel=4, maskmix=True, use_attention=True,
-        warp_bilinear=True, warp_patch=False, warp_mask="none",
+        semantic_nc=15,
+        adaptor_kernel=4,
+        maskmix=True,
+        use_attention=True,
+        warp_bilinear=True,
+        warp_patch=False,
+        warp_mask="none",
     ),
     "paper_deepfashion": dict(
-        semantic_nc=20, adaptor_kernel=4, maskmix=False, use_attention=True,
-        warp_bilinear=True, warp_patch=True, warp_mask="none",
+        semantic_nc=20,
+        adaptor_kernel=4,
+        maskmix=False,
+        use_attention=True,
+        warp_bilinear=True,
+        warp_patch=True,
+        warp_mask="none",
     ),
     "demo": dict(
-        image_size=64, corr_size=16, semantic_nc=8, ngf=8, corr_nf=8, spade_hidden=16, ndf=8,
-        n_layers_d=3, adaptor_kernel=3, maskmix=True, use_attention=True, warp_mask="direct",
+        image_size=64,
+        corr_size=16,
+        semantic_nc=8,
+        ngf=8,
+        corr_nf=8,
+        spade_hidden=16,
+        ndf=8,
+        n_layers_d=3,
+        adaptor_kernel=3,
+        maskmix=True,
+        use_attention=True,
+        warp_mask="direct",
     ),
 }
 
@@ -144,7 +171,9 @@ def parse_params(raw: Mapping[str, Any] | None) -> Params:
         raise ConfigError(f"params must be a mapping of sections, got {type(raw).__name__}")
     unknown = sorted(set(raw) - set(Params.model_fields))
     if unknown:
-        raise ConfigError(f"unknown params section(s): {unknown}; known: {sorted(Params.model_fields)}")
+        raise ConfigError(
+            f"unknown params section(s): {unknown}; known: {sorted(Params.model_fields)}"
+        )
     model_section = raw.get("model") or {}
     if not isinstance(model_section, Mapping):
         raise ConfigError(f"model: expected a mapping, got {type(model_section).__name__}")

@@ -5,7 +5,6 @@ import torch
 
 
 @pytest.fixture
-
 def seeded():
     torch.manual_seed(0)
     yield

@@ -1,6 +1,7 @@
 import math
 
 import pytest
+from pydantic import ValidationError
 
 from cocosnet.config import PRESETS, ConfigError, model_config, parse_params
 
@@ -14,7 +15,12 @@ def test_presets_resolve(preset):
 
 def test_paper_presets_carry_the_official_settings():
     ade = model_config({"preset": "paper_ade20k"})
-    assert (ade.semantic_nc, ade.adaptor_kernel, ade.maskmix, ade.warp_mask) == (151, 3, True, "direct")
+    assert (ade.semantic_nc, ade.adaptor_kernel, ade.maskmix, ade.warp_mask) == (
+        151,
+        3,
+        True,
+        "direct",
+    )
     assert (ade.image_size, ade.corr_size, ade.alpha, ade.match_kernel) == (256, 64, 100.0, 3)
     face = model_config({"preset": "paper_celebahq_edge"})
     assert (face.semantic_nc, face.adaptor_kernel, face.warp_bilinear) == (15, 4, True)
@@ -30,7 +36,7 @@ def test_section_keys_override_the_preset():
 
 def test_config_is_frozen():
     cfg = model_config({"preset": "demo"})
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         cfg.ngf = 3
 
 

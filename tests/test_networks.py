@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from cocosnet.config import model_config
-from cocosnet.models.blocks import NonLocalAttention, SPADE, positional_norm
+from cocosnet.models.blocks import SPADE, NonLocalAttention, positional_norm
 from cocosnet.models.factory import (
     build_correspondence,
     build_discriminator,

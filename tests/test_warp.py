@@ -42,7 +42,9 @@ def test_fused_matches_naive_outputs_and_gradients(batch, qgrid, kgrid, channels
         out = softmax_warp(q, k, v, alpha=100.0, impl=impl)
         (out * upstream).sum().backward()
         results[impl] = (out.detach(), q.grad, k.grad, v.grad)
-    for name, a, b in zip(("output", "dq", "dk", "dv"), results["fused"], results["naive"], strict=True):
+    for name, a, b in zip(
+        ("output", "dq", "dk", "dv"), results["fused"], results["naive"], strict=True
+    ):
         assert rel_err(a, b) < 1e-4, f"{name}: relative error {rel_err(a, b):.2e}"
 
 

@@ -61,7 +61,7 @@ class SPADE(nn.Module):
 
 
 class SPADEResBlock(nn.Module):
-    """Residual block of two SPADE -> LeakyReLU -> conv3x3 units, learned shortcut if widths differ."""
+    """Two SPADE -> LeakyReLU -> conv3x3 units plus a shortcut (learned if widths differ)."""
 
     def __init__(self, fin: int, fout: int, cond_channels: int, hidden: int, norm: ParamFreeNorm):
         super().__init__()
@@ -152,7 +152,7 @@ class NonLocalAttention(nn.Module):
 
 
 def conv_weight(module: nn.Module) -> torch.Tensor | None:
-    """The trainable weight tensor of a conv/linear, looking through spectral-norm parametrisation."""
+    """The trainable weight of a conv/linear, looking through the spectral-norm parametrisation."""
     if hasattr(module, "parametrizations") and "weight" in module.parametrizations:
         return module.parametrizations.weight.original
     return getattr(module, "weight", None)

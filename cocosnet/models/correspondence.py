@@ -101,7 +101,9 @@ class CorrespondenceNet(nn.Module):
         self.input_adaptor = DomainAdaptor(
             semantic_nc, nf, adaptor_kernel, downsamples, spade_hidden, norm
         )
-        self.exemplar_adaptor = DomainAdaptor(3, nf, adaptor_kernel, downsamples, spade_hidden, norm)
+        self.exemplar_adaptor = DomainAdaptor(
+            3, nf, adaptor_kernel, downsamples, spade_hidden, norm
+        )
         width = 4 * nf + (semantic_nc if maskmix else 0)
         self.shared = nn.Sequential(*[ResidualBlock(width) for _ in range(4)])
         self.theta = nn.Conv2d(width, 4 * nf, 1)
@@ -182,7 +184,7 @@ class CorrespondenceNet(nn.Module):
             f_in_mixed, f_ex_mixed = torch.cat([f_in, seg], 1), torch.cat([f_ex, ref], 1)
         else:
             f_in_mixed, f_ex_mixed = f_in, f_ex
-        # The shared block is per-sample (instance norm), so both domains go through it as one batch.
+        # The shared block is per-sample (instance norm): both domains go through it as one batch.
         shared = self.shared(torch.cat([f_in_mixed, f_ex_mixed], 0))
         content, reference = shared.chunk(2, dim=0)
         query = self.descriptors(content, self.theta)
@@ -199,8 +201,8 @@ class CorrespondenceNet(nn.Module):
 
         warped_mask = None
         if want_mask:
-            warped_mask = warped_rows[..., n_colour:].transpose(1, 2).reshape(
-                exemplar.shape[0], -1, *grid
+            warped_mask = (
+                warped_rows[..., n_colour:].transpose(1, 2).reshape(exemplar.shape[0], -1, *grid)
             )
         elif self.warp_mask == "cycle":
             # Input label warped to the exemplar and back (official 'cycle' mask loss).

@@ -27,8 +27,9 @@ def save_state(net: nn.Module, path: Path) -> None:
         save_file(state, str(tmp))
 
 
-def save_generator(out_dir: str | Path, cfg: ModelConfig, corr: CorrespondenceNet,
-                   gen: TranslationNet) -> Path:
+def save_generator(
+    out_dir: str | Path, cfg: ModelConfig, corr: CorrespondenceNet, gen: TranslationNet
+) -> Path:
     """Write the two networks needed for inference and the config that builds them."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

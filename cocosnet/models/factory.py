@@ -1,4 +1,4 @@
-"""Build the networks from a :class:`~cocosnet.config.ModelConfig` (the only place that reads it)."""
+"""Build the networks from a :class:`~cocosnet.config.ModelConfig` (the one place that reads it)."""
 
 from __future__ import annotations
 
@@ -68,8 +68,10 @@ def model_info(cfg: ModelConfig) -> dict:
     corr = build_correspondence(cfg, init=False)
     gen = build_translation(cfg, init=False)
     disc = build_discriminator(cfg, init=False)
-    counts = {name: count_parameters(net) for name, net in
-              [("correspondence", corr), ("translation", gen), ("discriminator", disc)]}
+    counts = {
+        name: count_parameters(net)
+        for name, net in [("correspondence", corr), ("translation", gen), ("discriminator", disc)]
+    }
     return {
         "preset": cfg.preset,
         "image_size": cfg.image_size,

@@ -36,8 +36,14 @@ RENAMES: dict[NetKind, list[tuple[str, str]]] = {
     "correspondence": [
         (r"^input_adaptor\.", "adaptive_model_seg."),
         (r"^exemplar_adaptor\.", "adaptive_model_img."),
-        (r"^(adaptive_model_\w+)\.convs\.(\d)\.conv\.", lambda m: f"{m[1]}.layer{int(m[2]) + 1}.0."),
-        (r"^(adaptive_model_\w+)\.blocks\.(\d)\.", lambda m: f"{m[1]}.{_ADAPTOR_BLOCKS[int(m[2])]}."),
+        (
+            r"^(adaptive_model_\w+)\.convs\.(\d)\.conv\.",
+            lambda m: f"{m[1]}.layer{int(m[2]) + 1}.0.",
+        ),
+        (
+            r"^(adaptive_model_\w+)\.blocks\.(\d)\.",
+            lambda m: f"{m[1]}.{_ADAPTOR_BLOCKS[int(m[2])]}.",
+        ),
         (r"^shared\.", "layer."),
         *_SPADE,
         *_SPECTRAL,
@@ -95,7 +101,10 @@ def key_map(net: nn.Module, kind: NetKind, n_layers_d: int = 4) -> dict[str, str
 
 
 def load_official_state(
-    net: nn.Module, state: Mapping[str, torch.Tensor], kind: NetKind, source: str = "checkpoint",
+    net: nn.Module,
+    state: Mapping[str, torch.Tensor],
+    kind: NetKind,
+    source: str = "checkpoint",
     n_layers_d: int = 4,
 ) -> None:
     """Copy an official state dict into ``net``, refusing any missing, unexpected or
@@ -105,9 +114,7 @@ def load_official_state(
     state = dict(state)
     ignored = IGNORED.get(kind)
     missing = sorted(k for k in mapping if k not in state)
-    unexpected = sorted(
-        k for k in state if k not in mapping and not (ignored and ignored.match(k))
-    )
+    unexpected = sorted(k for k in state if k not in mapping and not (ignored and ignored.match(k)))
     mismatched = [
         f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(ours[mapping[k]].shape)}"
         for k in mapping
@@ -116,8 +123,11 @@ def load_official_state(
     problems = []
     if any(k.startswith("module.") for k in state):
         problems.append("keys start with 'module.': strip the DataParallel prefix first")
-    for label, items in (("missing", missing), ("unexpected", unexpected),
-                         ("mis-shaped", mismatched)):
+    for label, items in (
+        ("missing", missing),
+        ("unexpected", unexpected),
+        ("mis-shaped", mismatched),
+    ):
         if items:
             shown = "\n    ".join(items[:10])
             more = f"\n    ... and {len(items) - 10} more" if len(items) > 10 else ""
@@ -138,8 +148,12 @@ def read_official_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling refusal or corruption
-        raise OfficialCheckpointError(f"{path}: cannot be read as a tensor state dict ({err})")
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise OfficialCheckpointError(
+            f"{path}: cannot be read as a tensor state dict ({err})"
+        ) from None
+    if not isinstance(state, Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in state.values()
+    ):
         raise OfficialCheckpointError(f"{path}: expected a state dict of tensors")
     return dict(state)
 
@@ -158,6 +172,7 @@ def import_official(
 def import_official_discriminator(cfg: ModelConfig, path: str | Path) -> nn.Module:
     """Import an official netD (not released, but written by the official training code)."""
     disc = build_discriminator(cfg, init=False)
-    load_official_state(disc, read_official_checkpoint(path), "discriminator", str(path),
-                        cfg.n_layers_d)
+    load_official_state(
+        disc, read_official_checkpoint(path), "discriminator", str(path), cfg.n_layers_d
+    )
     return disc

@@ -13,9 +13,16 @@ from torch import nn
 
 from .blocks import NonLocalAttention, ParamFreeNorm, SPADEResBlock
 
-# (input width, output width) of the 7 blocks in units of ngf, and whether x2 upsampling precedes it.
-_BLOCKS = [(16, 16, False), (16, 16, True), (16, 16, False), (16, 8, True), (8, 4, True),
-           (4, 2, True), (2, 1, True)]
+# (in, out) widths of the 7 blocks in units of ngf, and whether a x2 upsampling precedes each.
+_BLOCKS = [
+    (16, 16, False),
+    (16, 16, True),
+    (16, 16, False),
+    (16, 8, True),
+    (8, 4, True),
+    (4, 2, True),
+    (2, 1, True),
+]
 _ATTENTION_BEFORE = 5  # the non-local block runs right before the 6th block (at image_size/2)
 
 
@@ -35,7 +42,8 @@ class TranslationNet(nn.Module):
         self.latent_size = image_size // 32
         self.stem = nn.Conv2d(cond, 16 * ngf, 3, padding=1)
         self.blocks = nn.ModuleList(
-            SPADEResBlock(fin * ngf, fout * ngf, cond, spade_hidden, norm) for fin, fout, _ in _BLOCKS
+            SPADEResBlock(fin * ngf, fout * ngf, cond, spade_hidden, norm)
+            for fin, fout, _ in _BLOCKS
         )
         self.attention = NonLocalAttention(4 * ngf) if use_attention else None
         self.to_rgb = nn.Conv2d(ngf, 3, 3, padding=1)

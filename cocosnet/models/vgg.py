@@ -26,17 +26,31 @@ Layout = Literal["caffe", "torchvision"]
 
 # (name, in, out) of the 16 convs; a 2x2 max-pool follows the last conv of each stage.
 CONVS = [
-    ("conv1_1", 3, 64), ("conv1_2", 64, 64),
-    ("conv2_1", 64, 128), ("conv2_2", 128, 128),
-    ("conv3_1", 128, 256), ("conv3_2", 256, 256), ("conv3_3", 256, 256), ("conv3_4", 256, 256),
-    ("conv4_1", 256, 512), ("conv4_2", 512, 512), ("conv4_3", 512, 512), ("conv4_4", 512, 512),
-    ("conv5_1", 512, 512), ("conv5_2", 512, 512), ("conv5_3", 512, 512), ("conv5_4", 512, 512),
+    ("conv1_1", 3, 64),
+    ("conv1_2", 64, 64),
+    ("conv2_1", 64, 128),
+    ("conv2_2", 128, 128),
+    ("conv3_1", 128, 256),
+    ("conv3_2", 256, 256),
+    ("conv3_3", 256, 256),
+    ("conv3_4", 256, 256),
+    ("conv4_1", 256, 512),
+    ("conv4_2", 512, 512),
+    ("conv4_3", 512, 512),
+    ("conv4_4", 512, 512),
+    ("conv5_1", 512, 512),
+    ("conv5_2", 512, 512),
+    ("conv5_3", 512, 512),
+    ("conv5_4", 512, 512),
 ]
 _STAGE_ENDS = {"conv1_2", "conv2_2", "conv3_4", "conv4_4", "conv5_4"}
 # torchvision's features.N index of each conv (ReLUs and pools take the other indices).
 TORCHVISION_INDEX = dict(
-    zip([c[0] for c in CONVS],
-        [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34], strict=True)
+    zip(
+        [c[0] for c in CONVS],
+        [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34],
+        strict=True,
+    )
 )
 LAYER_NAMES = [n.replace("conv", "relu") for n, _, _ in CONVS] + [f"pool{i}" for i in range(1, 6)]
 _CAFFE_MEAN_BGR = (0.40760392, 0.45795686, 0.48501961)
@@ -52,7 +66,8 @@ class VGG19(nn.Module):
         self.layout = layout
         self.convs = nn.ModuleDict({n: nn.Conv2d(i, o, 3, padding=1) for n, i, o in CONVS})
         mean, scale = (
-            (_CAFFE_MEAN_BGR, (255.0,) * 3) if layout == "caffe"
+            (_CAFFE_MEAN_BGR, (255.0,) * 3)
+            if layout == "caffe"
             else (_IMAGENET_MEAN, tuple(1 / s for s in _IMAGENET_STD))
         )
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
@@ -96,8 +111,12 @@ class VGG19(nn.Module):
                 renamed[f"convs.{name}.{p}"] = f"{prefix}.{p}"
         missing = [k for k in renamed.values() if k not in state]
         # The torchvision file also holds the classifier, which feature extraction never uses.
-        extra = [k for k in state if k not in set(renamed.values())
-                 and not (self.layout == "torchvision" and k.startswith("classifier."))]
+        extra = [
+            k
+            for k in state
+            if k not in set(renamed.values())
+            and not (self.layout == "torchvision" and k.startswith("classifier."))
+        ]
         if missing or extra:
             raise ValueError(
                 f"{source or 'state dict'} is not a VGG19 {self.layout} state dict: "

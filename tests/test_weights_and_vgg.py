@@ -1,0 +1,146 @@
+"""Pretrained-weight registry and VGG19, with random-init files saved in each real layout."""
+
+import json
+
+import pytest
+import torch
+import torchvision
+
+from cocosnet import weights
+from cocosnet.cli import main
+from cocosnet.models.vgg import CONVS, TORCHVISION_INDEX, VGG19, load_vgg19
+
+
+def caffe_state(seed=0):
+    """A random VGG19 in the layout of vgg19_conv.pth: conv{i}_{j}.weight / .bias, no classifier."""
+    g = torch.Generator().manual_seed(seed)
+    state = {}
+    for name, cin, cout in CONVS:
+        state[f"{name}.weight"] = torch.randn(cout, cin, 3, 3, generator=g) * (2 / (9 * cin)) ** 0.5
+        state[f"{name}.bias"] = torch.randn(cout, generator=g) * 0.01
+    return state
+
+
+@pytest.fixture(scope="module")
+def caffe_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("dl") / "vgg19_conv.pth"
+    torch.save(caffe_state(), path)
+    return path
+
+
+def test_missing_file_names_it_and_where_to_get_it(tmp_path):
+    with pytest.raises(weights.WeightsError) as err:
+        weights.resolve("vgg19_caffe", tmp_path)
+    msg = str(err.value)
+    assert (
+        "vgg19_conv.pth" in msg and "drive.google.com" in msg and "weights add vgg19_caffe" in msg
+    )
+
+
+def test_unknown_name_is_refused(tmp_path):
+    with pytest.raises(weights.WeightsError, match="unknown weights 'vgg16'"):
+        weights.resolve("vgg16", tmp_path)
+
+
+def test_file_without_published_digest_needs_registration(tmp_path, caffe_file):
+    (tmp_path / "vgg19_conv.pth").write_bytes(caffe_file.read_bytes())
+    with pytest.raises(weights.WeightsError, match="no checksum to verify"):
+        weights.resolve("vgg19_caffe", tmp_path)
+
+
+def test_add_records_digest_and_detects_later_changes(tmp_path, caffe_file):
+    wdir = tmp_path / "weights"
+    dest = weights.add("vgg19_caffe", caffe_file, wdir)
+    lock = json.loads((wdir / "lock.json").read_text())
+    assert lock["vgg19_conv.pth"] == weights.sha256_of(caffe_file)
+    assert weights.resolve("vgg19_caffe", wdir) == dest
+    data = bytearray(dest.read_bytes())
+    data[-10] ^= 0xFF
+    dest.write_bytes(bytes(data))
+    with pytest.raises(weights.WeightsError, match="corrupt or not the official one"):
+        weights.resolve("vgg19_caffe", wdir)
+
+
+def test_name_prefix_digest_is_enforced(tmp_path):
+    """torchvision's file name carries the first 8 hex digits of its sha256; a random file fails."""
+    fake = tmp_path / "vgg19-dcbb9e9d.pth"
+    torch.save({"features.0.weight": torch.zeros(1)}, fake)
+    with pytest.raises(weights.WeightsError, match="start with dcbb9e9d"):
+        weights.add("vgg19_torchvision", fake, tmp_path / "w")
+    with pytest.raises(weights.WeightsError, match="start with dcbb9e9d"):
+        weights.resolve("vgg19_torchvision", tmp_path)
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_state_dict_loading_refuses_pickled_code(tmp_path):
+    import pickle
+
+    class Exploit:
+        def __reduce__(self):
+            return (exec, ("import sys; sys.exit(3)",))
+
+    path = tmp_path / "evil.pth"
+    path.write_bytes(pickle.dumps({"a": Exploit()}))
+    weights.add("vgg19_caffe", path, tmp_path / "w")
+    with pytest.raises(weights.WeightsError, match="not a loadable tensor state dict"):
+        weights.load_state_dict("vgg19_caffe", tmp_path / "w")
+
+
+def test_weights_cli_list_and_add(tmp_path, caffe_file, capsys):
+    wdir = str(tmp_path / "w")
+    assert main(["weights", "--weights-dir", wdir, "add", "vgg19_caffe", str(caffe_file)]) == 0
+    capsys.readouterr()
+    assert main(["weights", "--weights-dir", wdir, "list"]) == 0
+    rows = {r["name"]: r["status"] for r in json.loads(capsys.readouterr().out)}
+    assert rows["vgg19_caffe"] == "ok"
+    assert rows["inception_fid"].startswith("missing pretrained file")
+
+
+def test_caffe_layout_loads_with_official_preprocessing(tmp_path, caffe_file):
+    weights.add("vgg19_caffe", caffe_file, tmp_path)
+    vgg = load_vgg19("caffe", tmp_path)
+    assert not any(p.requires_grad for p in vgg.parameters())
+    image = torch.rand(2, 3, 32, 32) * 2 - 1
+    feats = vgg(image, ["relu1_1", "relu3_2", "pool2"])
+    assert set(feats) == {"relu1_1", "relu3_2", "pool2"}
+    # Independent computation of relu1_1: [-1,1] -> [0,1] -> BGR - Caffe mean -> x255.
+    state = caffe_state()
+    bgr = ((image + 1) / 2).flip(1)
+    x = (bgr - torch.tensor([0.40760392, 0.45795686, 0.48501961]).view(1, 3, 1, 1)) * 255
+    expected = torch.relu(
+        torch.nn.functional.conv2d(x, state["conv1_1.weight"], state["conv1_1.bias"], padding=1)
+    )
+    assert torch.allclose(feats["relu1_1"], expected, rtol=1e-5, atol=1e-4)
+    assert feats["relu3_2"].shape == (2, 256, 8, 8) and feats["pool2"].shape == (2, 128, 8, 8)
+
+
+def test_torchvision_layout_matches_torchvision_vgg19():
+    torch.manual_seed(0)
+    reference = torchvision.models.vgg19(weights=None).eval()
+    ours = VGG19("torchvision")
+    ours.load_layout_state_dict(reference.state_dict(), "torchvision vgg19")
+    image = torch.rand(1, 3, 64, 64) * 2 - 1
+    x = ((image + 1) / 2 - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor(
+        [0.229, 0.224, 0.225]
+    ).view(1, 3, 1, 1)
+    expected = {}
+    with torch.no_grad():
+        for i, layer in enumerate(reference.features):
+            x = layer(x)
+            for name, idx in TORCHVISION_INDEX.items():
+                if i == idx + 1:  # the ReLU right after the conv
+                    expected[name.replace("conv", "relu")] = x.clone()
+        got = ours(image, list(expected))
+    for name, value in expected.items():
+        assert torch.allclose(got[name], value, rtol=1e-4, atol=1e-4), name
+
+
+def test_wrong_layout_is_a_clear_error():
+    with pytest.raises(ValueError, match="not a VGG19 torchvision state dict"):
+        VGG19("torchvision").load_layout_state_dict(caffe_state(), "vgg19_conv.pth")
+    state = caffe_state()
+    state["conv2_1.weight"] = torch.zeros(128, 64, 1, 1)
+    with pytest.raises(ValueError, match=r"conv2_1.weight has shape \(128, 64, 1, 1\)"):
+        VGG19("caffe").load_layout_state_dict(state, "vgg19_conv.pth")
+    with pytest.raises(ValueError, match="unknown VGG19 layers"):
+        VGG19("caffe")(torch.zeros(1, 3, 8, 8), ["relu6_1"])
