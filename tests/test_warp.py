@@ -2,6 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from cocosnet.models import warp
 from cocosnet.models.correspondence import l2_normalize
 from cocosnet.models.warp import correlation, softmax_warp
 
@@ -30,8 +31,13 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("block_elements", [warp.BLOCK_ELEMENTS, 1000])
 @pytest.mark.parametrize("batch, qgrid, kgrid, channels, vdim", CASES)
-def test_fused_matches_naive_outputs_and_gradients(batch, qgrid, kgrid, channels, vdim):
+def test_fused_matches_naive_outputs_and_gradients(
+    monkeypatch, block_elements, batch, qgrid, kgrid, channels, vdim
+):
+    # The small block budget splits every case into many row blocks (uneven last block too).
+    monkeypatch.setattr(warp, "BLOCK_ELEMENTS", block_elements)
     q0 = descriptors(batch, qgrid, channels, 1)
     k0 = descriptors(batch, kgrid, channels, 2)
     v0 = torch.randn(batch, k0.shape[1], vdim, generator=torch.Generator().manual_seed(3))
@@ -90,3 +96,21 @@ def test_bad_shapes_and_impl_are_refused():
         softmax_warp(q[0], q[0], q[0], 100.0)
     with pytest.raises(ValueError, match="unknown warp implementation"):
         softmax_warp(q, q, q, 100.0, impl="cuda")  # type: ignore[arg-type]
+
+
+def test_sdpa_path_matches_naive():
+    """The CUDA path (PyTorch attention with values padded to 8 channels) computes the same warp;
+    on the CPU it runs PyTorch's math fallback, which checks the padding and scaling."""
+    q = descriptors(2, (8, 8), 16, 10)
+    k = descriptors(2, (6, 10), 16, 11)
+    v = torch.randn(2, 60, 5)
+    expected = softmax_warp(q, k, v, 100.0, "naive")
+    assert rel_err(warp.sdpa_warp(q, k, v, 100.0), expected) < 1e-5
+
+
+def test_blockwise_gradients_only_where_needed():
+    q = descriptors(1, (4, 4), 8, 12).requires_grad_(True)
+    k = descriptors(1, (4, 4), 8, 13)
+    v = torch.randn(1, 16, 3)
+    softmax_warp(q, k, v, 100.0, "fused").sum().backward()
+    assert q.grad is not None and k.grad is None and v.grad is None

@@ -4,9 +4,17 @@ One function, two implementations:
 
 * ``naive`` materialises the (N x M) correlation matrix, exactly as the official code; it is the
   reference and what the paper's memory limitation refers to.
-* ``fused`` is the same computation expressed as attention
-  (``scaled_dot_product_attention`` with ``scale=alpha``): PyTorch's fused kernels tile the
-  softmax and never hold the whole matrix, so memory grows with N instead of N*M.
+* ``fused`` computes the same result without ever holding the whole matrix, so memory grows with
+  N + M instead of N * M:
+
+  - on CUDA it is ``scaled_dot_product_attention`` with ``scale=alpha`` (the softmax warp *is*
+    attention); the values are zero-padded to a multiple of 8 channels so the memory-efficient
+    kernel accepts them;
+  - on the CPU, PyTorch's fused attention kernel requires values as wide as the descriptors
+    (2304 channels here, against 3 RGB values), and otherwise falls back to its math path, which
+    materialises the matrix (measured: bench/warp.py). There the warp runs our own exact kernel:
+    query rows in blocks, each block's softmax completed against all exemplar positions, and a
+    flash-attention-style backward that recomputes each block from the saved log-sum-exp.
 
 The cycle warp (eq. 12) is the same call with query and key swapped.
 """
@@ -17,8 +25,12 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 WarpImpl = Literal["naive", "fused"]
+
+# Scores held at once by the blockwise kernel (per batch item): 4M floats = 16 MiB in float32.
+BLOCK_ELEMENTS = 1 << 22
 
 
 def correlation(query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
@@ -49,8 +61,72 @@ def softmax_warp(
         weights = torch.softmax(alpha * correlation(query, key), dim=-1)
         return torch.bmm(weights, value)
     if impl == "fused":
-        out = F.scaled_dot_product_attention(
-            query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1), scale=alpha
-        )
-        return out.squeeze(1)
+        if query.is_cuda:
+            return sdpa_warp(query, key, value, alpha)
+        return BlockwiseSoftmaxWarp.apply(query, key, value, alpha, block_rows(key.shape[1]))
     raise ValueError(f"unknown warp implementation {impl!r}; use 'naive' or 'fused'")
+
+
+def sdpa_warp(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, alpha: float):
+    """The warp as PyTorch attention; values padded to a multiple of 8 channels."""
+    channels = value.shape[-1]
+    padded = F.pad(value, (0, -channels % 8))
+    out = F.scaled_dot_product_attention(
+        query.unsqueeze(1), key.unsqueeze(1), padded.unsqueeze(1), scale=alpha
+    )
+    return out.squeeze(1)[..., :channels]
+
+
+def block_rows(n_keys: int) -> int:
+    return max(1, BLOCK_ELEMENTS // n_keys)
+
+
+class BlockwiseSoftmaxWarp(torch.autograd.Function):
+    """Exact softmax(alpha q k^T) v, one block of query rows at a time.
+
+    Forward keeps only the output and the per-row log-sum-exp; backward recomputes each block's
+    probabilities from them (as flash attention does), so no step holds more than
+    ``block x M`` scores.
+    """
+
+    @staticmethod
+    def forward(ctx, query, key, value, alpha: float, block: int):
+        b, n, _ = query.shape
+        out = value.new_empty(b, n, value.shape[-1])
+        lse = query.new_empty(b, n)
+        key_t = key.transpose(1, 2)
+        for start in range(0, n, block):
+            rows = slice(start, start + block)
+            scores = torch.bmm(query[:, rows], key_t).mul_(alpha)
+            lse[:, rows] = torch.logsumexp(scores, dim=-1)
+            probs = scores.sub_(lse[:, rows, None]).exp_()
+            out[:, rows] = torch.bmm(probs, value)
+        ctx.save_for_backward(query, key, value, out, lse)
+        ctx.alpha, ctx.block = alpha, block
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        query, key, value, out, lse = ctx.saved_tensors
+        alpha, block = ctx.alpha, ctx.block
+        need_q, need_k, need_v = ctx.needs_input_grad[:3]
+        grad_q = torch.zeros_like(query) if need_q else None
+        grad_k = torch.zeros_like(key) if need_k else None
+        grad_v = torch.zeros_like(value) if need_v else None
+        key_t, value_t = key.transpose(1, 2), value.transpose(1, 2)
+        # delta_i = sum_c dO_ic O_ic: the softmax Jacobian's row term.
+        delta = (grad_out * out).sum(-1)
+        for start in range(0, query.shape[1], block):
+            rows = slice(start, start + block)
+            probs = torch.bmm(query[:, rows], key_t).mul_(alpha).sub_(lse[:, rows, None]).exp_()
+            if need_v:
+                grad_v += torch.bmm(probs.transpose(1, 2), grad_out[:, rows])
+            if need_q or need_k:
+                dscores = torch.bmm(grad_out[:, rows], value_t).sub_(delta[:, rows, None])
+                dscores.mul_(probs).mul_(alpha)
+                if need_q:
+                    grad_q[:, rows] = torch.bmm(dscores, key)
+                if need_k:
+                    grad_k += torch.bmm(dscores.transpose(1, 2), query[:, rows])
+        return grad_q, grad_k, grad_v, None, None
