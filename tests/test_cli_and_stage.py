@@ -64,3 +64,14 @@ def test_model_summary_stage_refuses_bad_params(tmp_path):
     with pytest.raises(ConfigError, match="corr_size=24"):
         stage_main(str(params), str(out))
     assert not out.exists()
+
+
+def test_corrupt_or_mismatched_export_is_a_clear_error(tmp_path):
+    cfg = model_config({"preset": "demo"})
+    save_generator(tmp_path, cfg, build_correspondence(cfg), build_translation(cfg))
+    (tmp_path / "model.json").write_text(json.dumps(cfg.model_dump() | {"ngf": 4}))
+    with pytest.raises(ValueError, match="translation.safetensors does not match"):
+        load_generator(tmp_path)
+    (tmp_path / "correspondence.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="correspondence.safetensors does not match"):
+        load_generator(tmp_path)

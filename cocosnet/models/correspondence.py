@@ -149,7 +149,7 @@ class CorrespondenceNet(nn.Module):
         mode = "bilinear" if self.warp_bilinear else "nearest"
         return F.interpolate(img, scale_factor=r, mode=mode)
 
-    def warp(self, query, key, value):
+    def warp(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         return softmax_warp(query, key, value, self.alpha, self.warp_impl)
 
     def forward(

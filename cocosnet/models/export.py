@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -55,11 +56,8 @@ def load_generator(model_dir: str | Path) -> tuple[ModelConfig, CorrespondenceNe
         path = model_dir / FILES[name]
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found")
-        state = load_file(str(path))
-        result = net.load_state_dict(state, strict=False)
-        if result.missing_keys or result.unexpected_keys:
-            raise ValueError(
-                f"{path} does not match {cfg_path}: missing {result.missing_keys[:5]}, "
-                f"unexpected {result.unexpected_keys[:5]}"
-            )
+        try:
+            net.load_state_dict(load_file(str(path)), strict=True)
+        except (RuntimeError, SafetensorError) as err:  # mismatched keys/shapes, or corrupt
+            raise ValueError(f"{path} does not match {cfg_path}: {err}") from None
     return cfg, corr.eval(), gen.eval()
