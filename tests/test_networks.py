@@ -175,7 +175,6 @@ def test_parameter_counts_equal_the_official(preset):
     assert count_parameters(build_discriminator(cfg, init=False)) == official["D"]["params"] - dec
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["paper_ade20k", "paper_celebahq_edge", "paper_deepfashion"])
 def test_paper_size_forward_at_256(preset):
     torch.manual_seed(0)
