@@ -186,3 +186,15 @@ def test_paper_size_forward_at_256(preset):
         fake = gen(label, out.warped)
     assert fake.shape == (1, 3, 256, 256)
     assert torch.isfinite(fake).all()
+
+
+@pytest.mark.parametrize(
+    "corr_size, strides", [(16, [1, 2, 1, 2, 1]), (32, [1, 2, 1, 1, 1]), (64, [1, 1, 1, 1, 1])]
+)
+def test_adaptor_strides_follow_the_official_warp_stride(corr_size, strides):
+    """Official --warp_stride 2 keeps layer 2 strided (adaptor kernel) and makes layer 4 a
+    stride-1 3x3 conv; a full-resolution grid has no strided layer."""
+    corr = build_correspondence(demo(corr_size=corr_size, adaptor_kernel=4))
+    convs = [c.conv for c in corr.input_adaptor.convs]
+    assert [c.stride[0] for c in convs] == strides
+    assert [c.kernel_size[0] for c in convs] == [4 if s == 2 else 3 for s in strides]

@@ -43,7 +43,7 @@ class DomainAdaptor(nn.Module):
         super().__init__()
         # The official strided convs are layers 2 and 4; for a finer grid layer 4 (then 2)
         # becomes a stride-1 3x3 conv (official --warp_stride 2).
-        strided = {1: downsamples >= 2, 3: downsamples >= 1}
+        strided = {1: downsamples >= 1, 3: downsamples >= 2}
         widths = [in_channels, nf, 2 * nf, 4 * nf, 8 * nf, 8 * nf]
         self.convs = nn.ModuleList()
         for i in range(5):
