@@ -26,6 +26,16 @@ def l2_normalize(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
     return x / (torch.linalg.vector_norm(x, dim=dim, keepdim=True) + _EPS)
 
 
+def _grid_to_rows(x: torch.Tensor) -> torch.Tensor:
+    """B x C x h x w -> B x (h*w) x C."""
+    return x.flatten(2).transpose(1, 2)
+
+
+def _rows_to_grid(rows: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """B x (h*w) x C -> B x C x h x w."""
+    return rows.transpose(1, 2).reshape(rows.shape[0], -1, *grid)
+
+
 class DomainAdaptor(nn.Module):
     """Five spectral-normed conv + InstanceNorm layers (LeakyReLU between) that reduce the image
     to the correspondence grid, then three SPADE residual blocks conditioned on the adaptor's
@@ -134,8 +144,7 @@ class CorrespondenceNet(nn.Module):
         r = self.warp_stride
         if self.warp_patch:
             return F.unfold(exemplar, r, stride=r).transpose(1, 2)
-        pooled = F.avg_pool2d(exemplar, r) if r > 1 else exemplar
-        return pooled.flatten(2).transpose(1, 2)
+        return _grid_to_rows(F.avg_pool2d(exemplar, r) if r > 1 else exemplar)
 
     def _to_image(self, rows: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """Inverse of _exemplar_values: rows back to a full-resolution image."""
@@ -143,7 +152,7 @@ class CorrespondenceNet(nn.Module):
         h, w = grid
         if self.warp_patch:
             return F.fold(rows.transpose(1, 2), (h * r, w * r), r, stride=r)
-        img = rows.transpose(1, 2).reshape(rows.shape[0], -1, h, w)
+        img = _rows_to_grid(rows, grid)
         if r == 1:
             return img
         mode = "bilinear" if self.warp_bilinear else "nearest"
@@ -168,61 +177,53 @@ class CorrespondenceNet(nn.Module):
         and at test time without exemplar masks, it is replaced by 0.01 N(0, 1) noise) and the
         warped mask. ``real_image`` adds its adaptor features for the domain-alignment loss.
         """
-        f_in = l2_normalize(self.input_adaptor(input_label))
-        f_ex = l2_normalize(self.exemplar_adaptor(exemplar))
-        real_features = None
-        if real_image is not None:
-            real_features = l2_normalize(self.exemplar_adaptor(real_image))
+        f_in = input_features = l2_normalize(self.input_adaptor(input_label))
+        if real_image is None:
+            f_ex, real_features = l2_normalize(self.exemplar_adaptor(exemplar)), None
+        else:  # one batched pass: the adaptor's norms are per sample
+            both = l2_normalize(self.exemplar_adaptor(torch.cat([exemplar, real_image], 0)))
+            f_ex, real_features = both.chunk(2, dim=0)
         grid = f_in.shape[-2:]
+        seg = F.interpolate(input_label, size=grid, mode="nearest")
+        ref = None
+        if exemplar_label is not None:
+            ref = F.interpolate(exemplar_label, size=grid, mode="nearest")
 
         if self.maskmix:
-            seg = F.interpolate(input_label, size=grid, mode="nearest")
-            if exemplar_label is None or hide_exemplar_label:
-                ref = 0.01 * torch.randn_like(seg)
-            else:
-                ref = F.interpolate(exemplar_label, size=grid, mode="nearest")
-            f_in_mixed, f_ex_mixed = torch.cat([f_in, seg], 1), torch.cat([f_ex, ref], 1)
+            visible = ref is not None and not hide_exemplar_label
+            ref_mix = ref if visible else 0.01 * torch.randn_like(seg)
+            f_in, f_ex_mixed = torch.cat([f_in, seg], 1), torch.cat([f_ex, ref_mix], 1)
         else:
-            f_in_mixed, f_ex_mixed = f_in, f_ex
+            f_ex_mixed = f_ex
         # The shared block is per-sample (instance norm): both domains go through it as one batch.
-        shared = self.shared(torch.cat([f_in_mixed, f_ex_mixed], 0))
-        content, reference = shared.chunk(2, dim=0)
+        content, reference = self.shared(torch.cat([f_in, f_ex_mixed], 0)).chunk(2, dim=0)
         query = self.descriptors(content, self.theta)
         key = self.descriptors(reference, self.phi)
 
         values = self._exemplar_values(exemplar)
         n_colour = values.shape[-1]
-        want_mask = self.warp_mask == "direct" and exemplar_label is not None
-        if want_mask:
-            ref_rows = F.interpolate(exemplar_label, size=grid, mode="nearest").flatten(2)
-            values = torch.cat([values, ref_rows.transpose(1, 2)], dim=-1)
+        want_mask = self.warp_mask == "direct" and ref is not None
+        if want_mask:  # the exemplar label rides along with the colours in one warp
+            values = torch.cat([values, _grid_to_rows(ref)], dim=-1)
         warped_rows = self.warp(query, key, values)
         colour_rows = warped_rows[..., :n_colour]
 
         warped_mask = None
         if want_mask:
-            warped_mask = (
-                warped_rows[..., n_colour:].transpose(1, 2).reshape(exemplar.shape[0], -1, *grid)
-            )
+            warped_mask = _rows_to_grid(warped_rows[..., n_colour:], grid)
         elif self.warp_mask == "cycle":
             # Input label warped to the exemplar and back (official 'cycle' mask loss).
-            seg_rows = F.interpolate(input_label, size=grid, mode="nearest").flatten(2)
-            to_ref = self.warp(key, query, seg_rows.transpose(1, 2))
-            back = self.warp(query, key, to_ref)
-            warped_mask = back.transpose(1, 2).reshape(exemplar.shape[0], -1, *grid)
+            to_ref = self.warp(key, query, _grid_to_rows(seg))
+            warped_mask = _rows_to_grid(self.warp(query, key, to_ref), grid)
 
         cycled = None
         if cycle:
             back = self.warp(key, query, colour_rows)
-            cycled = (
-                self._to_image(back, grid)
-                if self.warp_patch
-                else back.transpose(1, 2).reshape(exemplar.shape[0], -1, *grid)
-            )
+            cycled = self._to_image(back, grid) if self.warp_patch else _rows_to_grid(back, grid)
         return CorrespondenceOutput(
             warped=self._to_image(colour_rows, grid),
             warped_mask=warped_mask,
             cycle=cycled,
-            input_features=f_in,
+            input_features=input_features,
             real_features=real_features,
         )
