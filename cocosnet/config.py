@@ -130,10 +130,29 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+class DemoDataConfig(_Section):
+    """The embedded demo dataset (cocosnet/preprocess/demo.py)."""
+
+    n_train: int = Field(300, ge=1)
+    n_val: int = Field(60, ge=1)
+    size: int = Field(64, ge=16, description="side of the generated square images")
+    seed: int = 0
+
+
+class DataConfig(_Section):
+    """Which datasets the pipeline prepares and where prepared data lives."""
+
+    datasets: list[Literal["demo"]] = Field(default_factory=lambda: ["demo"], min_length=1)
+    root: str = Field("data", min_length=1, description="prepared datasets go to ROOT/<dataset>")
+    max_pixels: int = Field(89_478_485, ge=64, description="larger images are quarantined")
+    demo: DemoDataConfig = DemoDataConfig()
+
+
 class Params(_Section):
     """The whole params.yaml (sections are added as the stages that read them land)."""
 
     model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
 
 
 def _format_errors(section: str, err: ValidationError) -> str:
@@ -174,7 +193,14 @@ def parse_params(raw: Mapping[str, Any] | None) -> Params:
         raise ConfigError(
             f"unknown params section(s): {unknown}; known: {sorted(Params.model_fields)}"
         )
-    model_section = raw.get("model") or {}
-    if not isinstance(model_section, Mapping):
-        raise ConfigError(f"model: expected a mapping, got {type(model_section).__name__}")
-    return Params(model=model_config(model_section))
+    sections = {}
+    for name in Params.model_fields:
+        section = raw.get(name) or {}
+        if not isinstance(section, Mapping):
+            raise ConfigError(f"{name}: expected a mapping, got {type(section).__name__}")
+        sections[name] = section
+    model = model_config(sections.pop("model"))
+    try:
+        return Params(model=model, **sections)
+    except ValidationError as err:
+        raise ConfigError(_format_errors("", err)) from None

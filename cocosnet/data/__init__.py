@@ -1,0 +1,1 @@
+"""Dataset adapters, manifests and pair lists."""

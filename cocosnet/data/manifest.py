@@ -1,0 +1,117 @@
+"""Dataset manifests: one Parquet table per prepared dataset, one row per sample.
+
+Columns: ``id`` (unique), ``split`` (train/val/test), ``image`` and ``label`` (paths relative to
+the data root; ``label`` may be null), ``width``, ``height`` and ``sha256`` of the image file.
+Paths are validated on the way in and out: absolute paths and paths that leave the root (``..``
+or symlinks) are refused, so a manifest can never make a stage read or write outside its data.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path, PurePosixPath
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..io import atomic_path
+
+SPLITS = ("train", "val", "test")
+SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("image", pa.string(), nullable=False),
+        pa.field("label", pa.string(), nullable=True),
+        pa.field("width", pa.int32(), nullable=False),
+        pa.field("height", pa.int32(), nullable=False),
+        pa.field("sha256", pa.string(), nullable=False),
+    ]
+)
+
+
+class ManifestError(ValueError):
+    """A manifest (or a row about to enter one) is malformed."""
+
+
+def inside_root(root: str | os.PathLike, relative: str) -> Path:
+    """Resolve ``relative`` under ``root``, refusing absolute paths and any escape from root."""
+    if not relative or PurePosixPath(relative).is_absolute() or Path(relative).is_absolute():
+        raise ManifestError(f"path {relative!r} must be relative to the data root")
+    if ".." in PurePosixPath(relative).parts:
+        raise ManifestError(f"path {relative!r} leaves the data root ('..')")
+    root_resolved = Path(root).resolve()
+    full = (root_resolved / relative).resolve()
+    if not full.is_relative_to(root_resolved):
+        raise ManifestError(f"path {relative!r} resolves outside the data root {root_resolved}")
+    return full
+
+
+def _check_rows(rows: list[Mapping], root: str | os.PathLike | None) -> None:
+    problems = []
+    seen: dict[str, int] = {}
+    for i, row in enumerate(rows):
+        where = f"row {i} (id {row.get('id')!r})"
+        if not row.get("id"):
+            problems.append(f"{where}: empty id")
+        elif row["id"] in seen:
+            problems.append(f"{where}: duplicate id, first at row {seen[row['id']]}")
+        else:
+            seen[row["id"]] = i
+        if row.get("split") not in SPLITS:
+            problems.append(f"{where}: split {row.get('split')!r} not in {SPLITS}")
+        for key in ("width", "height"):
+            value = row.get(key)
+            if not isinstance(value, int) or value <= 0:
+                problems.append(f"{where}: {key} must be a positive integer, got {value!r}")
+        for key in ("image", "label"):
+            value = row.get(key)
+            if value is None and key == "label":
+                continue
+            try:
+                path = inside_root(root or ".", value if isinstance(value, str) else "")
+            except ManifestError as err:
+                problems.append(f"{where}: {key}: {err}")
+                continue
+            if root is not None and not path.is_file():
+                problems.append(f"{where}: {key} file {value!r} does not exist under {root}")
+        if not isinstance(row.get("sha256"), str) or len(row["sha256"]) != 64:
+            problems.append(f"{where}: sha256 must be a 64-character hex digest")
+    if problems:
+        shown = "\n  ".join(problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise ManifestError(f"invalid manifest ({len(problems)} problem(s)):\n  {shown}{more}")
+
+
+def write_manifest(
+    path: str | os.PathLike, rows: Iterable[Mapping], root: str | os.PathLike | None = None
+) -> int:
+    """Validate rows (and, with ``root``, that their files exist) and write them atomically."""
+    rows = [dict(r) for r in rows]
+    _check_rows(rows, root)
+    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    return len(rows)
+
+
+def read_manifest(path: str | os.PathLike, root: str | os.PathLike | None = None) -> list[dict]:
+    """Read and validate a manifest; with ``root``, also check every referenced file exists."""
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as err:
+        raise ManifestError(f"{path}: not a readable Parquet manifest ({err})") from None
+    missing = [f.name for f in SCHEMA if f.name not in table.column_names]
+    if missing:
+        raise ManifestError(f"{path}: missing column(s) {missing}")
+    try:
+        table = table.select(SCHEMA.names).cast(SCHEMA)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+        raise ManifestError(f"{path}: columns have the wrong types ({err})") from None
+    rows = table.to_pylist()
+    try:
+        _check_rows(rows, root)
+    except ManifestError as err:
+        raise ManifestError(f"{path}: {err}") from None
+    return rows
