@@ -75,3 +75,14 @@ def test_parse_params_validates_sections():
 
 def test_int_is_accepted_for_float_fields():
     assert model_config({"preset": "demo", "alpha": 50}).alpha == 50.0
+
+
+def test_data_section_defaults_and_errors():
+    data = parse_params({"data": {"demo": {"n_train": 10}}}).data
+    assert data.datasets == ["demo"] and data.demo.n_train == 10 and data.demo.size == 64
+    with pytest.raises(ConfigError, match="data.demo.n_trian: unknown key"):
+        parse_params({"data": {"demo": {"n_trian": 10}}})
+    with pytest.raises(ConfigError, match="data.datasets.0"):
+        parse_params({"data": {"datasets": ["imagenet"]}})
+    with pytest.raises(ConfigError, match="data.max_pixels"):
+        parse_params({"data": {"max_pixels": 0}})
