@@ -148,11 +148,19 @@ class DataConfig(_Section):
     demo: DemoDataConfig = DemoDataConfig()
 
 
+class ParallelConfig(_Section):
+    """How stages fan out over images (cocosnet/parallel.py)."""
+
+    workers: int = Field(1, ge=1, description="local worker processes")
+    dask_address: str | None = Field(None, description="existing Dask scheduler, e.g. tcp://h:8786")
+
+
 class Params(_Section):
     """The whole params.yaml (sections are added as the stages that read them land)."""
 
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
+    parallel: ParallelConfig = ParallelConfig()
 
 
 def _format_errors(section: str, err: ValidationError) -> str:
