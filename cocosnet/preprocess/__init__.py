@@ -1,0 +1,1 @@
+"""Dataset preparation: the embedded demo dataset and other preprocessing steps."""
