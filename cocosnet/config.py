@@ -148,6 +148,28 @@ class DataConfig(_Section):
     demo: DemoDataConfig = DemoDataConfig()
 
 
+class EdgesConfig(_Section):
+    """Canny edge extraction (edges@DS); thresholds None mean the backend's defaults."""
+
+    backend: Literal["skimage", "opencv"] = Field(
+        "skimage", description="skimage.feature.canny as the official CelebA-HQ code, or cv2"
+    )
+    sigma: float = Field(1.0, ge=0, description="Gaussian smoothing before Canny")
+    low_threshold: float | None = Field(None, ge=0)
+    high_threshold: float | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _check_order(self) -> EdgesConfig:
+        lo, hi = self.low_threshold, self.high_threshold
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError(f"low_threshold={lo} must not exceed high_threshold={hi}")
+        return self
+
+
+class PreprocessConfig(_Section):
+    edges: EdgesConfig = EdgesConfig()
+
+
 class ParallelConfig(_Section):
     """How stages fan out over images (cocosnet/parallel.py)."""
 
@@ -160,6 +182,7 @@ class Params(_Section):
 
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
+    preprocess: PreprocessConfig = PreprocessConfig()
     parallel: ParallelConfig = ParallelConfig()
 
 
