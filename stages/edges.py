@@ -1,0 +1,42 @@
+"""DVC stage `edges@DS`: Canny edge maps of every image of the prepared dataset ROOT/DS, written
+to the sibling directory ROOT/DS_edges (DVC does not allow a stage to write inside ROOT/DS, which
+is prepare's output)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from cocosnet.config import parse_params
+from cocosnet.data.prepare import MANIFEST
+from cocosnet.preprocess.edges import edge_maps_for_dataset
+
+
+def main(dataset: str, params_path: str = "params.yaml") -> None:
+    params = parse_params(yaml.safe_load(Path(params_path).read_text()))
+    root = Path(params.data.root)
+    dataset_dir = root / dataset
+    if not (dataset_dir / MANIFEST).is_file():
+        raise SystemExit(f"edges: {dataset_dir / MANIFEST} not found; run prepare@{dataset} first")
+    out_dir = root / f"{dataset}_edges"
+    cfg = params.preprocess.edges
+    count = edge_maps_for_dataset(
+        dataset_dir,
+        out_dir,
+        cfg,
+        workers=params.parallel.workers,
+        dask_address=params.parallel.dask_address,
+        max_pixels=params.data.max_pixels,
+    )
+    print(
+        json.dumps(
+            {"dataset": dataset, "edge_maps": count, "backend": cfg.backend, "out": str(out_dir)}
+        )
+    )
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
