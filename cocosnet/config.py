@@ -139,13 +139,33 @@ class DemoDataConfig(_Section):
     seed: int = 0
 
 
-class DataConfig(_Section):
-    """Which datasets the pipeline prepares and where prepared data lives."""
+DatasetName = Literal["demo", "ade20k", "celebahq", "folder"]
 
-    datasets: list[Literal["demo"]] = Field(default_factory=lambda: ["demo"], min_length=1)
+
+class DataConfig(_Section):
+    """Datasets to prepare, where their raw files are, and where prepared data lives."""
+
+    datasets: list[DatasetName] = Field(default_factory=lambda: ["demo"], min_length=1)
+    raw_roots: dict[DatasetName, str] = Field(
+        default_factory=dict, description="official-layout folder of each real dataset"
+    )
     root: str = Field("data", min_length=1, description="prepared datasets go to ROOT/<dataset>")
+    load_size: int = Field(
+        286, ge=16, description="shorter side of stored images (official: load 286, crop 256)"
+    )
     max_pixels: int = Field(89_478_485, ge=64, description="larger images are quarantined")
+    folder_val_fraction: float = Field(0.1, ge=0, lt=1)
+    ade20k_id_filter: str | None = Field(
+        None, description="text file of ADE20k ids to keep (e.g. the outdoor subset)"
+    )
     demo: DemoDataConfig = DemoDataConfig()
+
+    @model_validator(mode="after")
+    def _check_raw_roots(self) -> DataConfig:
+        missing = [d for d in self.datasets if d != "demo" and d not in self.raw_roots]
+        if missing:
+            raise ValueError(f"raw_roots has no folder for dataset(s) {missing}")
+        return self
 
 
 class EdgesConfig(_Section):

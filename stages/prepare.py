@@ -9,19 +9,32 @@ from pathlib import Path
 
 import yaml
 
-from cocosnet.config import parse_params
+from cocosnet.config import DataConfig, parse_params
+from cocosnet.data.ade20k import prepare_ade20k
+from cocosnet.data.celebahq import prepare_celebahq
 from cocosnet.data.demo import prepare_demo
-from cocosnet.data.prepare import write_prepared
+from cocosnet.data.folder import prepare_folder
+from cocosnet.data.prepare import PrepareReport, write_prepared
 
-ADAPTERS = {"demo": lambda root, data: prepare_demo(root, data.demo, data.max_pixels)}
+
+def _prepare(dataset: str, out: Path, data: DataConfig) -> PrepareReport:
+    raw = data.raw_roots.get(dataset)
+    common = {"size": data.load_size, "max_pixels": data.max_pixels}
+    if dataset == "demo":
+        return prepare_demo(out, data.demo, data.max_pixels)
+    if dataset == "ade20k":
+        return prepare_ade20k(raw, out, id_filter=data.ade20k_id_filter, **common)
+    if dataset == "celebahq":
+        return prepare_celebahq(raw, out, **common)
+    if dataset == "folder":
+        return prepare_folder(raw, out, val_fraction=data.folder_val_fraction, **common)
+    raise SystemExit(f"prepare: unknown dataset {dataset!r}")
 
 
 def main(dataset: str, params_path: str = "params.yaml") -> None:
     data = parse_params(yaml.safe_load(Path(params_path).read_text())).data
-    if dataset not in ADAPTERS:
-        raise SystemExit(f"prepare: unknown dataset {dataset!r}; known: {sorted(ADAPTERS)}")
     root = Path(data.root) / dataset
-    report = ADAPTERS[dataset](root, data)
+    report = _prepare(dataset, root, data)
     write_prepared(root, report)
     print(
         json.dumps(

@@ -1,0 +1,225 @@
+"""Adapter for CelebA-HQ with CelebAMask-HQ part masks (the CoCosNet ``celebahq`` mode).
+
+Expected layout (``raw_root`` is the ``CelebAMask-HQ`` folder or the folder holding it)::
+
+    CelebAMask-HQ/CelebA-HQ-img/<N>.jpg                                   # 1024 x 1024
+    CelebAMask-HQ/CelebAMask-HQ-mask-anno/<N // 2000>/<N:05d>_<part>.png  # 512 x 512, 255 = part
+    CelebAMask-HQ/train.txt, CelebAMask-HQ/val.txt                        # one N per line
+
+A part whose mask file is absent is simply absent from the face.  Labels use the CelebAMask-HQ
+ids: background 0, then :data:`PARTS` as ids 1..18 (so :data:`SEMANTIC_NC` = 19), merged by
+:func:`celebahq_label` in that order with later parts drawn over earlier ones (eyes, brows,
+ears and mouth over glasses; hair, hat, neck and cloth over everything before them).
+
+The official CoCosNet code instead reads a pre-merged "all parts except glasses" map (its own
+id order) plus the glasses mask as a second, interleaved channel (``label[:, ::2]`` the parts,
+``label[:, 1::2]`` the glasses) and writes the glasses mask into one one-hot channel after the
+encoding, so glasses overlay the parts.  Here glasses are an ordinary class (id
+:data:`GLASSES` = 3) of the single stored label map and get their own channel in
+:func:`celebahq_input_channels`, whose channel order is the CelebAMask-HQ id order; passing the
+glasses mask as ``glasses=`` reproduces the official overlay.
+
+:func:`prepare_celebahq` writes ``out_root/images/<N>.png`` and ``out_root/labels/<N>.png`` (the
+merged map, mode L) resized to ``size`` (see :mod:`cocosnet.data.folder`), then indexes them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ..io import DEFAULT_MAX_PIXELS, read_image
+from .prepare import Candidate, PrepareReport
+from .sample import one_hot
+from .store import Unusable, resize_and_index
+
+PARTS = (
+    "skin",
+    "nose",
+    "eye_g",
+    "l_eye",
+    "r_eye",
+    "l_brow",
+    "r_brow",
+    "l_ear",
+    "r_ear",
+    "mouth",
+    "u_lip",
+    "l_lip",
+    "hair",
+    "hat",
+    "ear_r",
+    "neck_l",
+    "neck",
+    "cloth",
+)
+PART_IDS = {name: i for i, name in enumerate(PARTS, start=1)}
+GLASSES = PART_IDS["eye_g"]
+SEMANTIC_NC = len(PARTS) + 1
+LAYOUT_DIR = "CelebAMask-HQ"
+IMAGE_DIR = "CelebA-HQ-img"
+MASK_DIR = "CelebAMask-HQ-mask-anno"
+SPLIT_FILES = {"train": "train.txt", "val": "val.txt"}
+
+
+def _mask(mask: np.ndarray) -> np.ndarray:
+    mask = np.asarray(mask)
+    return mask if mask.dtype == bool else mask >= 128
+
+
+def celebahq_label(
+    parts: Mapping[str, np.ndarray | None], shape: tuple[int, int] | None = None
+) -> np.ndarray:
+    """Merge part masks (bool, or uint8 with 255 = part; >= 128 counts) into an H x W uint8
+    label map: background 0, each part its id in :data:`PARTS` order, later parts on top.
+    Absent parts (missing or None) are skipped; ``shape`` is needed only if all are absent."""
+    unknown = sorted(set(parts) - set(PART_IDS))
+    if unknown:
+        raise ValueError(f"unknown CelebAMask-HQ part(s) {unknown}; known: {list(PARTS)}")
+    present = {k: _mask(v) for k, v in parts.items() if v is not None}
+    shapes = {m.shape for m in present.values()}
+    if shape is not None:
+        shapes.add(tuple(shape))
+    if len(shapes) > 1:
+        raise ValueError(f"part masks differ in shape: {sorted(shapes)}")
+    if not shapes:
+        raise ValueError("no part mask given and no shape to build an empty label map")
+    (size,) = shapes
+    if len(size) != 2:
+        raise ValueError(f"part masks must be H x W, got shape {size}")
+    label = np.zeros(size, np.uint8)
+    for name in PARTS:
+        if name in present:
+            label[present[name]] = PART_IDS[name]
+    return label
+
+
+def celebahq_input_channels(label: np.ndarray, glasses: np.ndarray | None = None) -> torch.Tensor:
+    """float32 19 x H x W one-hot of a CelebA-HQ label map (channel k = CelebAMask-HQ id k).
+
+    With ``glasses`` (the eye_g mask), channel :data:`GLASSES` becomes that whole mask on top of
+    the one-hot parts, as the official code does; without it, it is the glasses pixels left
+    visible in the merged map."""
+    channels = one_hot(label, SEMANTIC_NC)
+    if glasses is not None:
+        mask = torch.from_numpy(np.ascontiguousarray(_mask(glasses)))
+        if mask.shape != channels.shape[1:]:
+            raise ValueError(f"glasses mask {tuple(mask.shape)} != label {tuple(label.shape)}")
+        channels[GLASSES] = torch.maximum(channels[GLASSES], mask.to(torch.float32))
+    return channels
+
+
+def _layout_root(raw_root: str | os.PathLike) -> Path:
+    raw = Path(raw_root)
+    needed = [IMAGE_DIR + "/", MASK_DIR + "/", *SPLIT_FILES.values()]
+
+    def complete(root: Path) -> bool:
+        return (
+            (root / IMAGE_DIR).is_dir()
+            and (root / MASK_DIR).is_dir()
+            and all((root / f).is_file() for f in SPLIT_FILES.values())
+        )
+
+    for root in (raw, raw / LAYOUT_DIR):
+        if complete(root):
+            return root
+    base = raw / LAYOUT_DIR if (raw / LAYOUT_DIR).is_dir() else raw
+    missing = [n for n in needed if not (base / n.rstrip("/")).exists()]
+    raise ValueError(
+        f"{raw_root} is not a CelebAMask-HQ folder: expected {', '.join(needed)} in "
+        f"{LAYOUT_DIR}/ (raw_root may be {LAYOUT_DIR} itself or the folder holding it); "
+        f"missing in {base}: {', '.join(missing)}"
+    )
+
+
+def _read_ids(path: Path) -> list[int]:
+    ids = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        text = line.strip()
+        if not text:
+            continue
+        stem = text[:-4] if text.lower().endswith(".jpg") else text
+        if not (stem.isascii() and stem.isdigit()):
+            raise ValueError(f"{path}:{lineno}: expected an image number, got {text!r}")
+        ids.append(int(stem))
+    return ids
+
+
+def mask_paths(raw_root: str | os.PathLike, n: int) -> dict[str, Path]:
+    """Where the part masks of image ``n`` would be (whether or not they exist)."""
+    base = _layout_root(raw_root) / MASK_DIR / str(n // 2000)
+    return {part: base / f"{n:05d}_{part}.png" for part in PARTS}
+
+
+def candidates(raw_root: str | os.PathLike) -> list[Candidate]:
+    """train.txt then val.txt ids, each sorted numerically; image paths relative to raw_root.
+
+    ``label`` is None: the label is built from the part masks (:func:`mask_paths`)."""
+    raw = Path(raw_root)
+    root = _layout_root(raw)
+    found, first = [], {}
+    for split, name in SPLIT_FILES.items():
+        for n in sorted(_read_ids(root / name)):
+            if n in first:
+                raise ValueError(f"image {n} is listed twice (in {first[n]} and {name})")
+            first[n] = name
+            image = (root / IMAGE_DIR / f"{n}.jpg").relative_to(raw).as_posix()
+            found.append(Candidate(str(n), split, image))
+    if not found:
+        raise ValueError(f"{root}/train.txt and val.txt list no images")
+    return found
+
+
+def read_merged_label(
+    raw_root: str | os.PathLike, n: int, *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
+    """The merged label map of image ``n`` at mask resolution; Unusable if no mask exists."""
+    parts = {}
+    for part, path in mask_paths(raw_root, n).items():
+        if path.is_file():
+            parts[part] = read_image(path, max_pixels=max_pixels, min_side=1).mean(axis=2) >= 128
+    if not parts:
+        raise Unusable(f"no part masks found ({MASK_DIR}/{n // 2000}/{n:05d}_<part>.png)")
+    try:
+        return celebahq_label(parts)
+    except ValueError as err:
+        raise Unusable(str(err)) from None
+
+
+def prepare_celebahq(
+    raw_root: str | os.PathLike,
+    out_root: str | os.PathLike,
+    *,
+    size: int = 256,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> PrepareReport:
+    """Write resized images and merged labels into ``out_root`` and index them."""
+    found = candidates(raw_root)
+    raw = Path(raw_root)
+
+    def load(c: Candidate):
+        rgb = read_image(raw / c.image, max_pixels=max_pixels)
+        label = read_merged_label(raw_root, int(c.id), max_pixels=max_pixels)
+        (ih, iw), (lh, lw) = rgb.shape[:2], label.shape
+        if ih * lw != iw * lh:
+            raise Unusable(f"part masks {lw}x{lh} and image {iw}x{ih} differ in aspect ratio")
+        # Nearest to the image's size first (an exact 2x for 512 -> 1024), so the shared
+        # resize step treats image and label alike.
+        label = cv2.resize(label, (iw, ih), interpolation=cv2.INTER_NEAREST)
+        return rgb, label
+
+    return resize_and_index(
+        raw_root,
+        out_root,
+        found,
+        load,
+        size=size,
+        max_pixels=max_pixels,
+        num_classes=SEMANTIC_NC,
+        desc="celebahq",
+    )
