@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from cocosnet.config import DataConfig, parse_params
+from cocosnet.config import DataConfig, ParallelConfig, parse_params
 from cocosnet.data.ade20k import prepare_ade20k
 from cocosnet.data.celebahq import prepare_celebahq
 from cocosnet.data.demo import prepare_demo
@@ -17,11 +17,13 @@ from cocosnet.data.folder import prepare_folder
 from cocosnet.data.prepare import PrepareReport, write_prepared
 
 
-def _prepare(dataset: str, out: Path, data: DataConfig) -> PrepareReport:
+def _prepare(dataset: str, out: Path, data: DataConfig, par: ParallelConfig) -> PrepareReport:
     raw = data.raw_roots.get(dataset)
     common = {"size": data.load_size, "max_pixels": data.max_pixels}
     if dataset == "demo":
-        return prepare_demo(out, data.demo, data.max_pixels)
+        return prepare_demo(
+            out, data.demo, data.max_pixels, workers=par.workers, dask_address=par.dask_address
+        )
     if dataset == "ade20k":
         return prepare_ade20k(raw, out, id_filter=data.ade20k_id_filter, **common)
     if dataset == "celebahq":
@@ -32,9 +34,10 @@ def _prepare(dataset: str, out: Path, data: DataConfig) -> PrepareReport:
 
 
 def main(dataset: str, params_path: str = "params.yaml") -> None:
-    data = parse_params(yaml.safe_load(Path(params_path).read_text())).data
+    params = parse_params(yaml.safe_load(Path(params_path).read_text()))
+    data = params.data
     root = Path(data.root) / dataset
-    report = _prepare(dataset, root, data)
+    report = _prepare(dataset, root, data, params.parallel)
     write_prepared(root, report)
     print(
         json.dumps(

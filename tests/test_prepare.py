@@ -78,3 +78,24 @@ def test_prepare_stage_builds_the_demo_dataset(tmp_path):
     assert quarantine_rows(root / "demo") == []
     with pytest.raises(SystemExit, match="unknown dataset 'imagenet'"):
         prepare_stage("imagenet", str(params))
+
+
+def test_validation_is_identical_for_one_worker_two_workers_and_dask(mixed_root):
+    distributed = pytest.importorskip("distributed")
+    candidates = [
+        Candidate("a", "train", "good.png", "good_label.png"),
+        Candidate("b", "train", "empty.png"),
+        Candidate("c", "val", "good.png"),
+        Candidate("d", "val", "text.png"),
+    ]
+    kw = {"max_pixels": 10_000, "num_classes": 8}
+    serial = index_candidates(mixed_root, candidates, **kw)
+    pooled = index_candidates(mixed_root, candidates, workers=2, **kw)
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        dask = index_candidates(
+            mixed_root, candidates, dask_address=cluster.scheduler_address, **kw
+        )
+    assert serial == pooled == dask
+    assert [r["id"] for r in serial.rows] == ["a", "c"]

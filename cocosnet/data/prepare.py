@@ -9,9 +9,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
-
 from ..io import ImageProblem, file_sha256, read_image, read_label, write_text_atomic
+from ..parallel import parallel_map
 from .manifest import ManifestError, inside_root, write_manifest
 
 MANIFEST = "manifest.parquet"
@@ -44,39 +43,47 @@ def index_candidates(
     *,
     max_pixels: int,
     num_classes: int | None = None,
+    workers: int = 1,
+    dask_address: str | None = None,
 ) -> PrepareReport:
-    """Decode and check every candidate; never stops on a bad file."""
+    """Decode and check every candidate (fanned out by cocosnet.parallel); never stops on a bad
+    file. The report lists rows and quarantined files in candidate order, however many workers."""
+    jobs = [(str(root), c, max_pixels, num_classes) for c in candidates]
     report = PrepareReport()
-    for c in tqdm(candidates, desc="validate", unit="img", leave=False):
-        try:
-            image = read_image(inside_root(root, c.image), max_pixels=max_pixels)
-            if c.label is not None:
-                label = read_label(
-                    inside_root(root, c.label), max_pixels=max_pixels, num_classes=num_classes
-                )
-                if label.shape != image.shape[:2]:
-                    raise ManifestError(
-                        f"label {label.shape[1]}x{label.shape[0]} does not match image "
-                        f"{image.shape[1]}x{image.shape[0]}"
-                    )
-        except ImageProblem as err:
-            report.quarantined.append((c.image, err.reason))
-            continue
-        except ManifestError as err:
-            report.quarantined.append((c.image, str(err)))
-            continue
-        report.rows.append(
-            {
-                "id": c.id,
-                "split": c.split,
-                "image": c.image,
-                "label": c.label,
-                "width": int(image.shape[1]),
-                "height": int(image.shape[0]),
-                "sha256": file_sha256(inside_root(root, c.image)),
-            }
-        )
+    for ok, result in parallel_map(
+        check_candidate, jobs, workers=workers, dask_address=dask_address, desc="validate"
+    ):
+        (report.rows if ok else report.quarantined).append(result)
     return report
+
+
+def check_candidate(job: tuple[str, Candidate, int, int | None]) -> tuple[bool, object]:
+    """(True, manifest row) for a usable candidate, else (False, (path, one-line reason))."""
+    root, c, max_pixels, num_classes = job
+    try:
+        image = read_image(inside_root(root, c.image), max_pixels=max_pixels)
+        if c.label is not None:
+            label = read_label(
+                inside_root(root, c.label), max_pixels=max_pixels, num_classes=num_classes
+            )
+            if label.shape != image.shape[:2]:
+                raise ManifestError(
+                    f"label {label.shape[1]}x{label.shape[0]} does not match image "
+                    f"{image.shape[1]}x{image.shape[0]}"
+                )
+    except ImageProblem as err:
+        return False, (c.image, err.reason)
+    except ManifestError as err:
+        return False, (c.image, str(err))
+    return True, {
+        "id": c.id,
+        "split": c.split,
+        "image": c.image,
+        "label": c.label,
+        "width": int(image.shape[1]),
+        "height": int(image.shape[0]),
+        "sha256": file_sha256(inside_root(root, c.image)),
+    }
 
 
 def write_prepared(root: str | os.PathLike, report: PrepareReport) -> Path:
