@@ -1,6 +1,6 @@
-"""DVC stage `edges@DS`: Canny edge maps of every image of the prepared dataset ROOT/DS, written
-to the sibling directory ROOT/DS_edges (DVC does not allow a stage to write inside ROOT/DS, which
-is prepare's output)."""
+"""DVC stage `edges@DS`: Canny edge maps (for CelebA-HQ the official 15-channel edge input) of
+every image of the prepared dataset ROOT/DS, written to the sibling directory ROOT/DS_edges (DVC
+does not allow a stage to write inside ROOT/DS, which is prepare's output)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ import yaml
 from cocosnet.config import parse_params
 from cocosnet.data.prepare import MANIFEST
 from cocosnet.preprocess.edges import edge_maps_for_dataset
+
+# Datasets whose edge input is not plain Canny: CelebA-HQ edge uses the official 15 channels.
+ENCODINGS = {"celebahq": "celebahq15"}
 
 
 def main(dataset: str, params_path: str = "params.yaml") -> None:
@@ -27,6 +30,7 @@ def main(dataset: str, params_path: str = "params.yaml") -> None:
         dataset_dir,
         out_dir,
         cfg,
+        encoding=ENCODINGS.get(dataset, "canny"),
         workers=params.parallel.workers,
         dask_address=params.parallel.dask_address,
         max_pixels=params.data.max_pixels,

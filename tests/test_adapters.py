@@ -369,3 +369,33 @@ def test_real_datasets_need_a_raw_root():
 
     with pytest.raises(ConfigError, match=r"raw_roots has no folder for dataset\(s\) \['ade20k'\]"):
         parse_params({"data": {"datasets": ["demo", "ade20k"]}})
+
+
+def test_celebahq_edges_stage_writes_the_15_channel_encoding(celeba_root, tmp_path):
+    from cocosnet.config import EdgesConfig
+    from cocosnet.preprocess.edges import boundary, celebahq_edge_encoding, edge_maps_for_dataset
+
+    out = tmp_path / "celebahq"
+    prepared_rows(out, celebahq.prepare_celebahq(celeba_root, out, size=32))
+    count = edge_maps_for_dataset(
+        out, tmp_path / "celebahq_edges", EdgesConfig(), encoding="celebahq15"
+    )
+    assert count == 4
+    with np.load(tmp_path / "celebahq_edges" / "0.npz") as f:
+        encoding = f["edges"]
+    assert encoding.shape == (32, 32, 15) and encoding.dtype == np.uint8
+    # Recompute from the stored photo and the parts of its merged parsing map.
+    label = read_label(out / "labels/0.png")
+    from cocosnet.io import read_image
+
+    parts = {p: (label == celebahq.PART_IDS[p]).astype(np.uint8) * 255 for p in ("skin", "hair")}
+    expected = celebahq_edge_encoding(read_image(out / "images/0.png"), parts, EdgesConfig())
+    np.testing.assert_array_equal(encoding[..., 1], expected[..., 1])  # skin distance map
+    skin_edge = boundary(parts["skin"]).astype(bool)
+    assert (encoding[..., 14][skin_edge] == 255).all()
+    with pytest.raises(ValueError, match="need parsing maps"):
+        folder_out = tmp_path / "folder_prepared"
+        prepared_rows(folder_out, folder.prepare_folder(celeba_root, folder_out, size=16))
+        edge_maps_for_dataset(
+            folder_out, tmp_path / "f_edges", EdgesConfig(), encoding="celebahq15"
+        )

@@ -17,15 +17,17 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
 from PIL import Image
 
 from ..config import EdgesConfig
+from ..data.celebahq import PART_IDS
 from ..data.manifest import inside_root, read_manifest
 from ..data.prepare import MANIFEST
-from ..io import DEFAULT_MAX_PIXELS, read_image, write_image
+from ..io import DEFAULT_MAX_PIXELS, atomic_path, read_image, read_label, write_image
 from ..parallel import parallel_map
 
 OPENCV_DEFAULT_THRESHOLDS = (100.0, 200.0)
@@ -163,16 +165,31 @@ def _edge_map_file(task: tuple[str, str, EdgesConfig, int]) -> str:
     return out_path
 
 
+def _celebahq_encoding_file(task: tuple[str, str, str, EdgesConfig, int]) -> str:
+    """Worker: the 15-channel CelebA-HQ edge input from a photo and its merged parsing map,
+    written as ``<id>.npz`` (key ``edges``, H x W x 15 uint8)."""
+    image_path, label_path, out_path, cfg, max_pixels = task
+    label = read_label(label_path, max_pixels=max_pixels)
+    parts = {name: (label == PART_IDS[name]).astype(np.uint8) * 255 for name in INNER_PARTS}
+    encoding = celebahq_edge_encoding(read_image(image_path, max_pixels=max_pixels), parts, cfg)
+    with atomic_path(out_path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, edges=encoding)
+    return out_path
+
+
 def edge_maps_for_dataset(
     dataset_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
     cfg: EdgesConfig,
     *,
+    encoding: Literal["canny", "celebahq15"] = "canny",
     workers: int = 1,
     dask_address: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> int:
-    """Write ``out_dir/<id>.png`` (Canny edges, 0/255 gray) for every manifest row.
+    """Write ``out_dir/<id>.png`` (Canny edges, 0/255 gray) for every manifest row, or with
+    ``encoding="celebahq15"`` the official 15-channel CelebA-HQ edge input as ``<id>.npz``
+    (needs the merged parsing map as the row's label).
 
     An image that cannot be read is an error (``prepare`` has already quarantined bad files).
     Edge maps in ``out_dir`` whose id is no longer in the manifest are removed afterwards, so the
@@ -186,21 +203,36 @@ def edge_maps_for_dataset(
             f"edge maps must go to a directory of their own: {out_dir} overlaps {dataset_dir}"
         )
     rows = read_manifest(dataset_dir / MANIFEST, root=dataset_dir)
-    tasks = [
-        (
-            str(inside_root(dataset_dir, row["image"])),
-            str(inside_root(out_dir, f"{row['id']}.png")),
-            cfg,
-            max_pixels,
-        )
-        for row in rows
-    ]
+    if encoding == "celebahq15":
+        missing = [row["id"] for row in rows if row["label"] is None]
+        if missing:
+            raise ValueError(f"celebahq15 edges need parsing maps; no label for {missing[:5]}")
+        worker, suffix = _celebahq_encoding_file, ".npz"
+        tasks = [
+            (
+                str(inside_root(dataset_dir, row["image"])),
+                str(inside_root(dataset_dir, row["label"])),
+                str(inside_root(out_dir, f"{row['id']}.npz")),
+                cfg,
+                max_pixels,
+            )
+            for row in rows
+        ]
+    else:
+        worker, suffix = _edge_map_file, ".png"
+        tasks = [
+            (
+                str(inside_root(dataset_dir, row["image"])),
+                str(inside_root(out_dir, f"{row['id']}.png")),
+                cfg,
+                max_pixels,
+            )
+            for row in rows
+        ]
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = parallel_map(
-        _edge_map_file, tasks, workers=workers, dask_address=dask_address, desc="edges"
-    )
+    written = parallel_map(worker, tasks, workers=workers, dask_address=dask_address, desc="edges")
     expected = {Path(p) for p in written}
-    for stale in out_dir.resolve().rglob("*.png"):
+    for stale in out_dir.resolve().rglob(f"*{suffix}"):
         if stale not in expected:
             stale.unlink()
     return len(written)
