@@ -1,0 +1,79 @@
+"""`dvc repro` of the data stages in a scratch copy of the project: the demo and an ADE20k layout
+fixture are prepared and edge-mapped, and a second `dvc repro` is a no-op."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cocosnet.data.manifest import read_manifest
+from cocosnet.io import write_image
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def run(cmd, cwd):
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1")
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout + proc.stderr
+
+
+def ade_fixture(raw: Path) -> Path:
+    rng = np.random.default_rng(0)
+    base = raw / "ADEChallengeData2016" / "images"
+    for sub, prefix, n in (("training", "ADE_train", 2), ("validation", "ADE_val", 1)):
+        for i in range(1, n + 1):
+            stem = f"{prefix}_{i:08d}"
+            write_image(base / sub / f"{stem}.jpg", rng.integers(0, 255, (24, 32, 3), np.uint8))
+            write_image(base / sub / f"{stem}.png", rng.integers(0, 151, (24, 32), np.uint8))
+    (base / "training" / "ADE_train_00000009.jpg").write_bytes(b"")  # quarantined
+    return raw
+
+
+@pytest.fixture
+def project(tmp_path):
+    work = tmp_path / "project"
+    work.mkdir()
+    for name in ("cocosnet", "stages"):
+        shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", work)
+    raw = ade_fixture(tmp_path / "raw")
+    (work / "params.yaml").write_text(
+        "model: {preset: demo}\n"
+        "data:\n"
+        "  datasets: [demo, ade20k]\n"
+        f"  raw_roots: {{ade20k: {raw}}}\n"
+        "  root: data\n"
+        "  load_size: 16\n"
+        "  max_pixels: 1000000\n"
+        "  demo: {n_train: 6, n_val: 2, size: 32, seed: 1}\n"
+        "preprocess: {edges: {backend: opencv, sigma: 1.0}}\n"
+        "parallel: {workers: 1}\n"
+    )
+    run(["git", "init", "-q"], work)
+    run(["dvc", "init", "-q"], work)
+    run(["dvc", "config", "core.analytics", "false"], work)
+    return work
+
+
+def test_dvc_repro_prepares_and_maps_edges_then_is_a_no_op(project):
+    out = run(["dvc", "repro", "edges"], project)
+    assert "Running stage 'prepare@demo'" in out and "Running stage 'edges@ade20k'" in out
+    demo = read_manifest(project / "data/demo/manifest.parquet", project / "data/demo")
+    ade = read_manifest(project / "data/ade20k/manifest.parquet", project / "data/ade20k")
+    assert len(demo) == 8 and [r["id"] for r in ade] == [
+        "ADE_train_00000001",
+        "ADE_train_00000002",
+        "ADE_val_00000001",
+    ]
+    assert "zero-byte file" in (project / "data/ade20k/quarantine.csv").read_text()
+    assert len(list((project / "data/ade20k_edges").glob("*.png"))) == 3
+    again = run(["dvc", "repro", "edges"], project)
+    assert "Running stage" not in again
+    assert "Data and pipelines are up to date" in again
