@@ -186,8 +186,24 @@ class EdgesConfig(_Section):
         return self
 
 
+class PoseConfig(_Section):
+    """OpenPose body keypoints (pose@DS), for the datasets listed here (they need the weights)."""
+
+    datasets: list[DatasetName] = Field(default_factory=list)
+    scales: list[float] = Field(
+        default_factory=lambda: [0.5], min_length=1, description="official: 0.5, 1, 1.5, 2"
+    )
+
+    @model_validator(mode="after")
+    def _check_scales(self) -> PoseConfig:
+        if any(s <= 0 for s in self.scales):
+            raise ValueError(f"scales must be positive, got {self.scales}")
+        return self
+
+
 class PreprocessConfig(_Section):
     edges: EdgesConfig = EdgesConfig()
+    pose: PoseConfig = PoseConfig()
 
 
 class ParallelConfig(_Section):
