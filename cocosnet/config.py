@@ -139,7 +139,7 @@ class DemoDataConfig(_Section):
     seed: int = 0
 
 
-DatasetName = Literal["demo", "ade20k", "celebahq", "folder"]
+DatasetName = Literal["demo", "ade20k", "celebahq", "deepfashion", "flickr", "folder"]
 
 
 class DataConfig(_Section):
@@ -201,9 +201,21 @@ class PoseConfig(_Section):
         return self
 
 
+class MasksConfig(_Section):
+    """UPerNet ADE20k masks (masks@DS) for the datasets listed here (they need the model)."""
+
+    datasets: list[DatasetName] = Field(default_factory=list)
+    model_dir: str = Field("weights/upernet_ade20k", min_length=1)
+    backend: Literal["transformers", "mmseg"] = "transformers"
+    short_side: int = Field(512, ge=32)
+    sha256: str | None = Field(None, description="expected digest of the model's weight file")
+    device: str | None = Field(None, description="default: cuda when available, else cpu")
+
+
 class PreprocessConfig(_Section):
     edges: EdgesConfig = EdgesConfig()
     pose: PoseConfig = PoseConfig()
+    masks: MasksConfig = MasksConfig()
 
 
 class ParallelConfig(_Section):

@@ -12,7 +12,9 @@ import yaml
 from cocosnet.config import DataConfig, ParallelConfig, parse_params
 from cocosnet.data.ade20k import prepare_ade20k
 from cocosnet.data.celebahq import prepare_celebahq
+from cocosnet.data.deepfashion import prepare_deepfashion
 from cocosnet.data.demo import prepare_demo
+from cocosnet.data.flickr import prepare_flickr
 from cocosnet.data.folder import prepare_folder
 from cocosnet.data.prepare import PrepareReport, write_prepared
 
@@ -28,6 +30,10 @@ def _prepare(dataset: str, out: Path, data: DataConfig, par: ParallelConfig) -> 
         return prepare_ade20k(raw, out, id_filter=data.ade20k_id_filter, **common)
     if dataset == "celebahq":
         return prepare_celebahq(raw, out, **common)
+    if dataset == "deepfashion":
+        return prepare_deepfashion(raw, out, **common)
+    if dataset == "flickr":
+        return prepare_flickr(raw, out, val_fraction=data.folder_val_fraction, **common)
     if dataset == "folder":
         return prepare_folder(raw, out, val_fraction=data.folder_val_fraction, **common)
     raise SystemExit(f"prepare: unknown dataset {dataset!r}")

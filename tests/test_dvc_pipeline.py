@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from cocosnet.data.manifest import read_manifest
 from cocosnet.io import write_image
@@ -44,18 +45,16 @@ def project(tmp_path):
         shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", work)
     raw = ade_fixture(tmp_path / "raw")
-    (work / "params.yaml").write_text(
-        "model: {preset: demo}\n"
-        "data:\n"
-        "  datasets: [demo, ade20k]\n"
-        f"  raw_roots: {{ade20k: {raw}}}\n"
-        "  root: data\n"
-        "  load_size: 16\n"
-        "  max_pixels: 1000000\n"
-        "  demo: {n_train: 6, n_val: 2, size: 32, seed: 1}\n"
-        "preprocess: {edges: {backend: opencv, sigma: 1.0}}\n"
-        "parallel: {workers: 1}\n"
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())  # every section DVC templates
+    params["data"].update(
+        datasets=["demo", "ade20k"],
+        raw_roots={"ade20k": str(raw)},
+        load_size=16,
+        max_pixels=1_000_000,
+        demo={"n_train": 6, "n_val": 2, "size": 32, "seed": 1},
     )
+    params["preprocess"]["edges"]["backend"] = "opencv"
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
     run(["git", "init", "-q"], work)
     run(["dvc", "init", "-q"], work)
     run(["dvc", "config", "core.analytics", "false"], work)

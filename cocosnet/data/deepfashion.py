@@ -1,0 +1,124 @@
+"""Adapter for DeepFashion (In-shop) with the official CoCosNet pose files.
+
+Official layout under the raw root: ``img/{MEN,WOMEN}/<category>/id_<n>/<NN_k_view>.jpg``;
+``pose/`` mirrors it with ``<name>_candidate.txt`` and ``<name>_subset.txt`` (OpenPose, PyTorch
+port format); ``train.txt`` / ``val.txt`` list image paths relative to the root (the official
+lists use backslashes). The input is the official 20-channel pose map (3-channel RGB skeleton +
+17 limb distance transforms) rendered at the photo's resolution and resized with it.
+
+Prepared layout: ``images/<id>.png`` and ``pose/<id>.npz`` (key ``pose``, H x W x 20 uint8) under
+the output root, ids being the image path without ``img/`` and suffix, ``/`` -> ``__``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from ..io import DEFAULT_MAX_PIXELS, ImageProblem, atomic_path, read_image, write_image
+from ..preprocess.pose_render import read_openpose_txt, render_pose_input
+from .prepare import Candidate, PrepareReport, index_candidates
+from .store import IMAGE_DIR, check_out_root, resize_image, scaled_size
+
+POSE_DIR = "pose"
+SEMANTIC_NC = 20
+
+
+def _layout_root(raw_root: str | os.PathLike) -> Path:
+    root = Path(raw_root)
+    for candidate in (root, root / "DeepFashion"):
+        if (candidate / "img").is_dir() and (candidate / "pose").is_dir():
+            return candidate
+    raise ValueError(
+        f"{raw_root} is not a DeepFashion folder: expected img/ and pose/ (and train.txt, "
+        "val.txt) as in the official CoCosNet layout"
+    )
+
+
+def sample_id(image_rel: str) -> str:
+    parts = PurePosixPath(image_rel).with_suffix("").parts
+    return "__".join(parts[1:] if parts and parts[0] == "img" else parts)
+
+
+def candidates(raw_root: str | os.PathLike) -> list[Candidate]:
+    """Images of train.txt then val.txt, in file order; duplicates are refused."""
+    root = _layout_root(raw_root)
+    found, seen = [], set()
+    for split, name in (("train", "train.txt"), ("val", "val.txt")):
+        path = root / name
+        if not path.is_file():
+            raise ValueError(f"{path} not found: the official split lists are needed")
+        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            rel = line.strip().replace("\\", "/")
+            if not rel:
+                continue
+            if not rel.startswith("img/"):
+                raise ValueError(f"{path}:{lineno}: {rel!r} is not under img/")
+            ident = sample_id(rel)
+            if ident in seen:
+                raise ValueError(f"{path}:{lineno}: duplicate image {rel!r}")
+            seen.add(ident)
+            found.append(Candidate(ident, split, rel))
+    return found
+
+
+def _resize_pose(pose: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Skeleton colours nearest (as the official), distance maps bilinear."""
+    height, width = shape
+    rgb = cv2.resize(pose[..., :3], (width, height), interpolation=cv2.INTER_NEAREST)
+    dist = np.stack(
+        [
+            cv2.resize(pose[..., i], (width, height), interpolation=cv2.INTER_LINEAR)
+            for i in range(3, pose.shape[-1])
+        ],
+        axis=-1,
+    )
+    return np.concatenate([rgb, dist], axis=-1)
+
+
+def prepare_deepfashion(
+    raw_root: str | os.PathLike,
+    out_root: str | os.PathLike,
+    *,
+    size: int = 256,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> PrepareReport:
+    """Resize photos and render their pose inputs into ``out_root``; bad samples quarantined."""
+    root = _layout_root(raw_root)
+    check_out_root(root, out_root)
+    out_root = Path(out_root)
+    stored, quarantined = [], []
+    for c in tqdm(candidates(root), desc="deepfashion", unit="img", leave=False):
+        rel = PurePosixPath(c.image)
+        pose_dir = root / "pose" / rel.parent.relative_to("img")
+        try:
+            rgb = read_image(root / c.image, max_pixels=max_pixels)
+            candidate, subset = read_openpose_txt(pose_dir, rel.stem)
+        except ImageProblem as err:
+            quarantined.append((c.image, err.reason))
+            continue
+        except (OSError, ValueError) as err:  # missing or malformed pose files
+            quarantined.append((c.image, str(err).splitlines()[0]))
+            continue
+        pose = render_pose_input(candidate, subset, rgb.shape[0], rgb.shape[1])
+        shape = scaled_size(rgb.shape[0], rgb.shape[1], size)
+        image_rel = f"{IMAGE_DIR}/{c.id}.png"
+        write_image(out_root / image_rel, resize_image(rgb, shape))
+        pose_path = out_root / POSE_DIR / f"{c.id}.npz"
+        pose_path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(pose_path) as tmp, open(tmp, "wb") as f:
+            np.savez_compressed(f, pose=_resize_pose(pose, shape))
+        stored.append(Candidate(c.id, c.split, image_rel))
+    report = index_candidates(out_root, stored, max_pixels=max_pixels)
+    report.quarantined[:0] = quarantined
+    return report
+
+
+def load_pose(dataset_dir: str | os.PathLike, sample: str) -> np.ndarray:
+    """The stored 20-channel pose input of a prepared sample (H x W x 20 uint8)."""
+    with np.load(Path(dataset_dir) / POSE_DIR / f"{sample}.npz") as f:
+        return f["pose"]

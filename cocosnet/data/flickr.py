@@ -1,0 +1,103 @@
+"""Adapter for the Flickr scene photos of CoCosNet with their UPerNet ADE20k masks.
+
+Expected layout under ``raw_root``::
+
+    images/<stem>.jpg      # photos (.jpg/.jpeg/.png/.bmp/.webp, suffix case-insensitive)
+    mask/<stem>.png        # UPerNet ADE20k label map of the same stem: ids 0..150 (0 = other)
+
+Only files directly in ``images/`` are samples (hidden files skipped); the id is the file stem
+and two photos with the same stem are refused. A photo whose ``mask/<stem>.png`` is missing, or
+whose mask has another size or an id above 150, is quarantined with the reason; masks without a
+photo are ignored. The split is :func:`cocosnet.data.folder.split_for` of the id (``val`` for a
+stable ``val_fraction`` of the ids, else ``train``). Masks for photos that have none can be made
+with the ``masks@DS`` stage (:mod:`cocosnet.preprocess.segmentation`), which uses the same ids.
+
+Prepared layout: see :mod:`cocosnet.data.store` (``labels/`` holds the masks, 151 classes).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..io import DEFAULT_MAX_PIXELS, read_image, read_label
+from .folder import IMAGE_SUFFIXES, split_for
+from .prepare import Candidate, PrepareReport
+from .store import Unusable, resize_and_index
+
+SEMANTIC_NC = 151  # ADE20k: 150 classes + 0 "other"
+IMAGE_DIR = "images"
+MASK_DIR = "mask"
+
+
+def candidates(raw_root: str | os.PathLike, *, val_fraction: float = 0.1) -> list[Candidate]:
+    """Every photo in ``raw_root/images`` (sorted by name) with its expected mask path.
+
+    The label path is ``mask/<stem>.png`` whether or not it exists, so preparing a photo without
+    mask quarantines it with a clear reason.
+    """
+    raw = Path(raw_root)
+    images, masks = raw / IMAGE_DIR, raw / MASK_DIR
+    if not images.is_dir() or not masks.is_dir():
+        raise ValueError(
+            f"{raw_root} is not a Flickr folder: expected {IMAGE_DIR}/ (photos) and {MASK_DIR}/ "
+            "(UPerNet ADE20k masks, <stem>.png) inside it"
+        )
+    split_for("", val_fraction)  # validate before listing a large folder
+    found: dict[str, str] = {}
+    clashes = []
+    for path in sorted(images.iterdir(), key=lambda p: p.name):
+        if path.name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if not path.is_file():
+            continue
+        if path.stem in found:
+            clashes.append(f"{found[path.stem]} and {path.name}")
+        else:
+            found[path.stem] = path.name
+    if clashes:
+        raise ValueError(
+            f"{len(clashes)} photo(s) in {images} share a stem (rename one): " + "; ".join(clashes)
+        )
+    if not found:
+        raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) found in {images}")
+    return [
+        Candidate(
+            stem,
+            split_for(stem, val_fraction),
+            f"{IMAGE_DIR}/{name}",
+            f"{MASK_DIR}/{stem}.png",
+        )
+        for stem, name in found.items()
+    ]
+
+
+def prepare_flickr(
+    raw_root: str | os.PathLike,
+    out_root: str | os.PathLike,
+    *,
+    size: int = 256,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    val_fraction: float = 0.1,
+) -> PrepareReport:
+    """Resize the Flickr photos and their masks into ``out_root`` and index them."""
+    found = candidates(raw_root, val_fraction=val_fraction)
+    raw = Path(raw_root)
+
+    def load(c: Candidate):
+        rgb = read_image(raw / c.image, max_pixels=max_pixels)
+        if not (raw / c.label).is_file():
+            raise Unusable(f"no mask: expected {c.label}")
+        label = read_label(raw / c.label, max_pixels=max_pixels, num_classes=SEMANTIC_NC)
+        return rgb, label
+
+    return resize_and_index(
+        raw_root,
+        out_root,
+        found,
+        load,
+        size=size,
+        max_pixels=max_pixels,
+        num_classes=SEMANTIC_NC,
+        desc="flickr",
+    )
