@@ -24,7 +24,6 @@ import numpy as np
 from PIL import Image
 
 from ..config import EdgesConfig
-from ..data.celebahq import PART_IDS
 from ..data.manifest import inside_root, read_manifest
 from ..data.prepare import MANIFEST
 from ..io import DEFAULT_MAX_PIXELS, atomic_path, read_image, read_label, write_image
@@ -169,6 +168,9 @@ def _celebahq_encoding_file(task: tuple[str, str, str, EdgesConfig, int]) -> str
     """Worker: the 15-channel CelebA-HQ edge input from a photo and its merged parsing map,
     written as ``<id>.npz`` (key ``edges``, H x W x 15 uint8)."""
     image_path, label_path, out_path, cfg, max_pixels = task
+    # Imported here: the adapter module imports torch, which would slow every worker's start-up.
+    from ..data.celebahq import PART_IDS
+
     label = read_label(label_path, max_pixels=max_pixels)
     parts = {name: (label == PART_IDS[name]).astype(np.uint8) * 255 for name in INNER_PARTS}
     encoding = celebahq_edge_encoding(read_image(image_path, max_pixels=max_pixels), parts, cfg)
