@@ -32,6 +32,10 @@ class WeightSpec:
     description: str
     sha256: str | None = None  # full digest, where published
     sha256_prefix: str | None = None  # leading hex digits embedded in the official file name
+    # For a model stored as a folder (filename is then the folder): the files it must hold; the
+    # first one carries the weights and is the one checksummed. Others listed in ``optional``.
+    files: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()
 
 
 REGISTRY: dict[str, WeightSpec] = {
@@ -74,9 +78,12 @@ REGISTRY: dict[str, WeightSpec] = {
         ),
         WeightSpec(
             "upernet_ade20k",
-            "upernet_ade20k.pth",
-            "http://sceneparsing.csail.mit.edu/model/pytorch/ade20k-resnet50-upernet/",
-            "UPerNet (ResNet-50) ADE20k scene parser, for masks of datasets without labels",
+            "upernet_ade20k",
+            "https://huggingface.co/openmmlab/upernet-convnext-small",
+            "UPerNet ADE20k scene parser as a transformers UperNetForSemanticSegmentation "
+            "folder, for masks of datasets without labels",
+            files=("model.safetensors", "config.json"),
+            optional=("preprocessor_config.json",),
         ),
     ]
 }
@@ -134,43 +141,75 @@ def _check_digest(
         )
 
 
+def _weights_file(s: WeightSpec, path: Path) -> Path:
+    """The file whose digest identifies the weights: the file itself, or a folder's first file."""
+    return path / s.files[0] if s.files else path
+
+
 def resolve(name: str, weights_dir: str | Path) -> Path:
-    """Path of a registered file after its checksum passed; a clear error if it is missing."""
+    """Path of a registered file (or folder) after its checksum passed; a clear error if it is
+    missing."""
     s = spec(name)
     weights_dir = Path(weights_dir)
     path = weights_dir / s.filename
-    if not path.is_file():
+    missing = [f for f in s.files if not (path / f).is_file()] if s.files else []
+    if not (path.is_dir() if s.files else path.is_file()) or missing:
+        what = f"folder {path} with {', '.join(s.files)}" if s.files else f"file {path}"
         raise WeightsError(
-            f"missing pretrained file {path} ({s.name}: {s.description}).\n"
+            f"missing pretrained {what} ({s.name}: {s.description}).\n"
             f"Download it from {s.url} and register it with:\n"
             f"  cocosnet weights add {s.name} /path/to/{s.filename} --weights-dir {weights_dir}"
         )
-    _check_digest(s, path, sha256_of(path), _lock(weights_dir).get(s.filename))
+    target = _weights_file(s, path)
+    key = target.relative_to(weights_dir).as_posix()
+    _check_digest(s, target, sha256_of(target), _lock(weights_dir).get(key))
     return path
 
 
 def add(name: str, source: str | Path, weights_dir: str | Path) -> Path:
-    """Copy a local file into the weights directory after checking it, recording its digest."""
+    """Copy a local file (or model folder) into the weights directory after checking it,
+    recording its digest."""
     s = spec(name)
     source = Path(source)
-    if not source.is_file():
+    if s.files:
+        missing = [f for f in s.files if not (source / f).is_file()]
+        if not source.is_dir() or missing:
+            raise WeightsError(f"{source} must be a folder holding {', '.join(s.files)}")
+    elif not source.is_file():
         raise WeightsError(f"{source} is not a file")
     weights_dir = Path(weights_dir)
-    digest = sha256_of(source)
+    digest = sha256_of(_weights_file(s, source))
     _check_digest(s, source, digest, None, registering=True)
     dest = weights_dir / s.filename
-    if source.resolve() != dest.resolve():
-        with atomic_path(dest) as tmp:
-            shutil.copyfile(source, tmp)
+    copies = (
+        [(source / f, dest / f) for f in (*s.files, *s.optional) if (source / f).is_file()]
+        if s.files
+        else [(source, dest)]
+    )
+    for src, dst in copies:
+        if src.resolve() != dst.resolve():
+            with atomic_path(dst) as tmp:
+                shutil.copyfile(src, tmp)
     lock = _lock(weights_dir)
-    lock[s.filename] = digest
+    lock[_weights_file(s, dest).relative_to(weights_dir).as_posix()] = digest
     write_text_atomic(weights_dir / LOCK_FILE, json.dumps(lock, indent=2, sort_keys=True) + "\n")
     return dest
 
 
 def fetch(name: str, weights_dir: str | Path) -> Path:
-    """Download a file from its official URL (only where there is internet), then ``add`` it."""
+    """Download a file from its official URL (only where there is internet), then ``add`` it.
+
+    Only files whose digest is published can be fetched: anything else (a folder, a page that
+    must be clicked through) has to be downloaded by hand, so that an HTML page or a wrong file
+    is never recorded as the trusted copy.
+    """
     s = spec(name)
+    if s.files or not (s.sha256 or s.sha256_prefix):
+        raise WeightsError(
+            f"{s.name} cannot be fetched automatically (no published checksum to verify the "
+            f"download against); download it from {s.url} and use `cocosnet weights add "
+            f"{s.name} PATH`"
+        )
     weights_dir = Path(weights_dir)
     weights_dir.mkdir(parents=True, exist_ok=True)
     part = weights_dir / (s.filename + ".part")

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from cocosnet import weights
 from cocosnet.config import parse_params
 from cocosnet.data.prepare import MANIFEST
 from cocosnet.preprocess.segmentation import (
@@ -41,6 +42,7 @@ def main(
     backend: str | None = None,
     short_side: int | None = None,
     device: str | None = None,
+    weights_dir: str = "weights",
 ) -> None:
     params = parse_params(yaml.safe_load(Path(params_path).read_text()))
     cfg = params.preprocess.masks  # the defaults; explicit arguments win
@@ -61,6 +63,12 @@ def main(
         sha256=pick(sha256, "sha256", None),
         device=device,
     )
+    registered = Path(weights_dir) / weights.spec("upernet_ade20k").filename
+    if Path(spec.model_dir).resolve() == registered.resolve():
+        try:  # the registered copy: verified against the digest recorded by `weights add`
+            weights.resolve("upernet_ade20k", weights_dir)
+        except weights.WeightsError as err:
+            raise SystemExit(f"masks: {err}") from None
     out_dir = root / f"{dataset}_masks"
     try:
         count, digest = masks_for_dataset(

@@ -267,3 +267,19 @@ def test_flickr_adapter_refuses_a_wrong_layout(tmp_path):
     _write(tmp_path / "images" / "x.png", photo(8, 8))
     with pytest.raises(ValueError, match="share a stem"):
         flickr_candidates(tmp_path)
+
+
+def test_masks_stage_verifies_the_registered_model(tiny_upernet, tmp_path, offline):
+    from cocosnet import weights
+    from stages.masks import main as masks_stage
+
+    params = _demo_dataset(tmp_path)
+    wdir = tmp_path / "weights"
+    registered = str(wdir / "upernet_ade20k")
+    with pytest.raises(SystemExit, match="(?s)missing pretrained folder.*weights add upernet_ade20k"):
+        masks_stage("demo", str(params), registered, weights_dir=str(wdir))
+    weights.add("upernet_ade20k", tiny_upernet, wdir)
+    masks_stage("demo", str(params), registered, short_side=32, device="cpu", weights_dir=str(wdir))
+    (wdir / "upernet_ade20k" / "model.safetensors").write_bytes(b"tampered")
+    with pytest.raises(SystemExit, match="corrupt or not the official one"):
+        masks_stage("demo", str(params), registered, weights_dir=str(wdir))

@@ -144,3 +144,35 @@ def test_wrong_layout_is_a_clear_error():
         VGG19("caffe").load_layout_state_dict(state, "vgg19_conv.pth")
     with pytest.raises(ValueError, match="unknown VGG19 layers"):
         VGG19("caffe")(torch.zeros(1, 3, 8, 8), ["relu6_1"])
+
+
+def test_model_folder_is_registered_and_verified(tmp_path):
+    src = tmp_path / "download"
+    src.mkdir()
+    (src / "model.safetensors").write_bytes(b"weights v1")
+    (src / "config.json").write_text("{}")
+    (src / "preprocessor_config.json").write_text("{}")
+    wdir = tmp_path / "w"
+    with pytest.raises(weights.WeightsError, match="missing pretrained folder"):
+        weights.resolve("upernet_ade20k", wdir)
+    dest = weights.add("upernet_ade20k", src, wdir)
+    assert sorted(p.name for p in dest.iterdir()) == [
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+    ]
+    lock = json.loads((wdir / "lock.json").read_text())
+    assert lock["upernet_ade20k/model.safetensors"] == weights.sha256_of(src / "model.safetensors")
+    assert weights.resolve("upernet_ade20k", wdir) == dest
+    (dest / "model.safetensors").write_bytes(b"weights v2")
+    with pytest.raises(weights.WeightsError, match="corrupt or not the official one"):
+        weights.resolve("upernet_ade20k", wdir)
+    (src / "config.json").unlink()
+    with pytest.raises(weights.WeightsError, match="must be a folder holding"):
+        weights.add("upernet_ade20k", src, wdir)
+
+
+def test_only_verifiable_files_can_be_fetched(tmp_path):
+    for name in ("upernet_ade20k", "vgg19_caffe", "openpose_body_caffemodel"):
+        with pytest.raises(weights.WeightsError, match="cannot be fetched automatically"):
+            weights.fetch(name, tmp_path)
