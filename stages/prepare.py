@@ -21,7 +21,12 @@ from cocosnet.data.prepare import PrepareReport, write_prepared
 
 def _prepare(dataset: str, out: Path, data: DataConfig, par: ParallelConfig) -> PrepareReport:
     raw = data.raw_roots.get(dataset)
-    common = {"size": data.load_size, "max_pixels": data.max_pixels}
+    common = {
+        "size": data.load_size,
+        "max_pixels": data.max_pixels,
+        "workers": par.workers,
+        "dask_address": par.dask_address,
+    }
     if dataset == "demo":
         return prepare_demo(
             out, data.demo, data.max_pixels, workers=par.workers, dask_address=par.dask_address

@@ -399,3 +399,36 @@ def test_celebahq_edges_stage_writes_the_15_channel_encoding(celeba_root, tmp_pa
         edge_maps_for_dataset(
             folder_out, tmp_path / "f_edges", EdgesConfig(), encoding="celebahq15"
         )
+
+
+def test_ade20k_prepare_is_the_same_with_worker_processes(ade_root, tmp_path):
+    base = ade_root / "ADEChallengeData2016/images/training"
+    (base / "ADE_train_00000001.jpg").write_bytes(b"not a jpeg")  # quarantined, order kept
+    (base / "ADE_train_00000003.png").unlink()
+    results = {}
+    for workers in (1, 2):
+        out = tmp_path / f"out{workers}"
+        report = ade20k.prepare_ade20k(ade_root, out, size=15, workers=workers)
+        rows = prepared_rows(out, report)
+        files = {
+            p.relative_to(out).as_posix(): p.read_bytes()
+            for sub in (store.IMAGE_DIR, store.LABEL_DIR)
+            for p in sorted((out / sub).iterdir())
+        }
+        with open(out / "quarantine.csv", newline="") as f:
+            quarantined = [(r["path"], r["reason"]) for r in csv.DictReader(f)]
+        results[workers] = rows, quarantined, files
+    (rows1, quarantined1, files1), (rows2, quarantined2, files2) = results[1], results[2]
+    assert [r["id"] for r in rows1] == [
+        "ADE_train_00000002",
+        "ADE_val_00000001",
+        "ADE_val_00000002",
+    ]
+    assert all(r["sha256"] for r in rows1)
+    assert rows2 == rows1
+    assert [path for path, _ in quarantined1] == [
+        "ADEChallengeData2016/images/training/ADE_train_00000001.jpg",
+        "ADEChallengeData2016/images/training/ADE_train_00000003.jpg",
+    ]
+    assert quarantined2 == quarantined1
+    assert len(files1) == 6 and files2 == files1

@@ -76,3 +76,44 @@ def test_dvc_repro_prepares_and_maps_edges_then_is_a_no_op(project):
     again = run(["dvc", "repro", "edges"], project)
     assert "Running stage" not in again
     assert "Data and pipelines are up to date" in again
+
+
+def test_dvc_repro_runs_pose_and_masks_with_tiny_registered_weights(tmp_path):
+    """A photo folder goes through prepare, edges, pose and masks under `dvc repro`, with tiny
+    random-init OpenPose (Caffe) and UPerNet (transformers) models registered in weights/."""
+    pytest.importorskip("transformers")
+    from cocosnet import weights
+
+    from .test_masks import save_tiny_upernet
+    from .test_pose import tiny_model
+
+    work = tmp_path / "project"
+    work.mkdir()
+    for name in ("cocosnet", "stages"):
+        shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", work)
+    rng = np.random.default_rng(1)
+    raw = tmp_path / "photos"
+    for i in range(3):
+        write_image(raw / f"p{i}.jpg", rng.integers(0, 255, (40, 32, 3), np.uint8))
+    (tmp_path / "models").mkdir()
+    prototxt, caffemodel = tiny_model(tmp_path / "models")
+    wdir = work / "weights"
+    weights.add("openpose_body_prototxt", prototxt, wdir)
+    weights.add("openpose_body_caffemodel", caffemodel, wdir)
+    weights.add("upernet_ade20k", save_tiny_upernet(tmp_path / "upernet"), wdir)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"].update(datasets=["folder"], raw_roots={"folder": str(raw)}, load_size=32)
+    params["preprocess"]["pose"]["datasets"] = ["folder"]
+    params["preprocess"]["masks"].update(datasets=["folder"], short_side=32, device="cpu")
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    run(["git", "init", "-q"], work)
+    run(["dvc", "init", "-q"], work)
+    out = run(["dvc", "repro", "edges", "pose", "masks"], work)
+    for stage in ("prepare@folder", "edges@folder", "pose@folder", "masks@folder"):
+        assert f"Running stage '{stage}'" in out
+    assert len(list((work / "data/folder_masks").glob("*.png"))) == 3
+    assert len(list((work / "data/folder_pose").glob("*.npz"))) == 3
+    assert (work / "data/folder_pose/keypoints.parquet").is_file()
+    again = run(["dvc", "repro", "edges", "pose", "masks"], work)
+    assert "Running stage" not in again

@@ -23,8 +23,7 @@ from cocosnet.weights import sha256_of
 HAVE_MMSEG = importlib.util.find_spec("mmseg") is not None
 
 
-@pytest.fixture(scope="module")
-def tiny_upernet(tmp_path_factory):
+def save_tiny_upernet(folder):
     """A random-init UperNet (tiny ConvNext backbone, 150 ADE20k classes) saved as safetensors."""
     pytest.importorskip("transformers")
     from transformers import ConvNextConfig, UperNetConfig, UperNetForSemanticSegmentation
@@ -44,10 +43,14 @@ def tiny_upernet(tmp_path_factory):
     )
     torch.manual_seed(0)
     model = UperNetForSemanticSegmentation(config).eval()
-    folder = tmp_path_factory.mktemp("upernet")
     model.save_pretrained(folder, safe_serialization=True)
     assert (folder / "model.safetensors").is_file() and (folder / "config.json").is_file()
     return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_upernet(tmp_path_factory):
+    return save_tiny_upernet(tmp_path_factory.mktemp("upernet"))
 
 
 @pytest.fixture
@@ -276,7 +279,9 @@ def test_masks_stage_verifies_the_registered_model(tiny_upernet, tmp_path, offli
     params = _demo_dataset(tmp_path)
     wdir = tmp_path / "weights"
     registered = str(wdir / "upernet_ade20k")
-    with pytest.raises(SystemExit, match="(?s)missing pretrained folder.*weights add upernet_ade20k"):
+    with pytest.raises(
+        SystemExit, match="(?s)missing pretrained folder.*weights add upernet_ade20k"
+    ):
         masks_stage("demo", str(params), registered, weights_dir=str(wdir))
     weights.add("upernet_ade20k", tiny_upernet, wdir)
     masks_stage("demo", str(params), registered, short_side=32, device="cpu", weights_dir=str(wdir))

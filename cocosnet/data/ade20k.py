@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Collection
+from functools import partial
 from pathlib import Path, PurePosixPath
 
 from ..io import DEFAULT_MAX_PIXELS, read_image, read_label
@@ -127,6 +128,14 @@ def candidates(
     return found
 
 
+def _load(raw_root: str, max_pixels: int, c: Candidate):
+    """RGB image and label map of a candidate (module level: picklable for worker processes)."""
+    raw = Path(raw_root)
+    rgb = read_image(raw / c.image, max_pixels=max_pixels)
+    label = read_label(raw / c.label, max_pixels=max_pixels, num_classes=SEMANTIC_NC)
+    return rgb, label
+
+
 def prepare_ade20k(
     raw_root: str | os.PathLike,
     out_root: str | os.PathLike,
@@ -134,23 +143,20 @@ def prepare_ade20k(
     size: int = 256,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     id_filter: IdFilter | None = None,
+    workers: int = 1,
+    dask_address: str | None = None,
 ) -> PrepareReport:
     """Resize ADE20k (optionally filtered, e.g. to ADE20k-outdoor) into ``out_root``."""
     found = candidates(raw_root, id_filter=id_filter)
-    raw = Path(raw_root)
-
-    def load(c: Candidate):
-        rgb = read_image(raw / c.image, max_pixels=max_pixels)
-        label = read_label(raw / c.label, max_pixels=max_pixels, num_classes=SEMANTIC_NC)
-        return rgb, label
-
     return resize_and_index(
         raw_root,
         out_root,
         found,
-        load,
+        partial(_load, str(raw_root), max_pixels),
         size=size,
         max_pixels=max_pixels,
         num_classes=SEMANTIC_NC,
         desc="ade20k",
+        workers=workers,
+        dask_address=dask_address,
     )

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -191,35 +192,40 @@ def read_merged_label(
         raise Unusable(str(err)) from None
 
 
+def _load(raw_root: str, max_pixels: int, c: Candidate):
+    """RGB image and merged label map (at the image's size) of a candidate (module level:
+    picklable for worker processes)."""
+    rgb = read_image(Path(raw_root) / c.image, max_pixels=max_pixels)
+    label = read_merged_label(raw_root, int(c.id), max_pixels=max_pixels)
+    (ih, iw), (lh, lw) = rgb.shape[:2], label.shape
+    if ih * lw != iw * lh:
+        raise Unusable(f"part masks {lw}x{lh} and image {iw}x{ih} differ in aspect ratio")
+    # Nearest to the image's size first (an exact 2x for 512 -> 1024), so the shared
+    # resize step treats image and label alike.
+    label = cv2.resize(label, (iw, ih), interpolation=cv2.INTER_NEAREST)
+    return rgb, label
+
+
 def prepare_celebahq(
     raw_root: str | os.PathLike,
     out_root: str | os.PathLike,
     *,
     size: int = 256,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    workers: int = 1,
+    dask_address: str | None = None,
 ) -> PrepareReport:
     """Write resized images and merged labels into ``out_root`` and index them."""
     found = candidates(raw_root)
-    raw = Path(raw_root)
-
-    def load(c: Candidate):
-        rgb = read_image(raw / c.image, max_pixels=max_pixels)
-        label = read_merged_label(raw_root, int(c.id), max_pixels=max_pixels)
-        (ih, iw), (lh, lw) = rgb.shape[:2], label.shape
-        if ih * lw != iw * lh:
-            raise Unusable(f"part masks {lw}x{lh} and image {iw}x{ih} differ in aspect ratio")
-        # Nearest to the image's size first (an exact 2x for 512 -> 1024), so the shared
-        # resize step treats image and label alike.
-        label = cv2.resize(label, (iw, ih), interpolation=cv2.INTER_NEAREST)
-        return rgb, label
-
     return resize_and_index(
         raw_root,
         out_root,
         found,
-        load,
+        partial(_load, str(raw_root), max_pixels),
         size=size,
         max_pixels=max_pixels,
         num_classes=SEMANTIC_NC,
         desc="celebahq",
+        workers=workers,
+        dask_address=dask_address,
     )

@@ -17,9 +17,9 @@ from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from ..io import DEFAULT_MAX_PIXELS, ImageProblem, atomic_path, read_image, write_image
+from ..parallel import parallel_map
 from ..preprocess.pose_render import read_openpose_txt, render_pose_input
 from .prepare import Candidate, PrepareReport, index_candidates
 from .store import IMAGE_DIR, check_out_root, resize_image, scaled_size
@@ -86,36 +86,53 @@ def prepare_deepfashion(
     *,
     size: int = 256,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    workers: int = 1,
+    dask_address: str | None = None,
 ) -> PrepareReport:
-    """Resize photos and render their pose inputs into ``out_root``; bad samples quarantined."""
+    """Resize photos and render their pose inputs into ``out_root``; bad samples quarantined.
+
+    The per-sample work is fanned out by :func:`cocosnet.parallel.parallel_map`; the report
+    lists rows and quarantined files in candidate order, however many workers."""
     root = _layout_root(raw_root)
     check_out_root(root, out_root)
     out_root = Path(out_root)
+    jobs = [(str(root), str(out_root), c, max_pixels, size) for c in candidates(root)]
     stored, quarantined = [], []
-    for c in tqdm(candidates(root), desc="deepfashion", unit="img", leave=False):
-        rel = PurePosixPath(c.image)
-        pose_dir = root / "pose" / rel.parent.relative_to("img")
-        try:
-            rgb = read_image(root / c.image, max_pixels=max_pixels)
-            candidate, subset = read_openpose_txt(pose_dir, rel.stem)
-        except ImageProblem as err:
-            quarantined.append((c.image, err.reason))
-            continue
-        except (OSError, ValueError) as err:  # missing or malformed pose files
-            quarantined.append((c.image, str(err).splitlines()[0]))
-            continue
-        pose = render_pose_input(candidate, subset, rgb.shape[0], rgb.shape[1])
-        shape = scaled_size(rgb.shape[0], rgb.shape[1], size)
-        image_rel = f"{IMAGE_DIR}/{c.id}.png"
-        write_image(out_root / image_rel, resize_image(rgb, shape))
-        pose_path = out_root / POSE_DIR / f"{c.id}.npz"
-        pose_path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(pose_path) as tmp, open(tmp, "wb") as f:
-            np.savez_compressed(f, pose=_resize_pose(pose, shape))
-        stored.append(Candidate(c.id, c.split, image_rel))
-    report = index_candidates(out_root, stored, max_pixels=max_pixels)
+    for ok, result in parallel_map(
+        store_sample, jobs, workers=workers, dask_address=dask_address, desc="deepfashion"
+    ):
+        (stored if ok else quarantined).append(result)
+    report = index_candidates(
+        out_root, stored, max_pixels=max_pixels, workers=workers, dask_address=dask_address
+    )
     report.quarantined[:0] = quarantined
     return report
+
+
+def store_sample(job: tuple[str, str, Candidate, int, int]) -> tuple[bool, object]:
+    """(True, stored Candidate) for a usable sample, else (False, (path, one-line reason)).
+
+    ``job`` is (layout root, out_root, candidate, max_pixels, size); runs in a worker process."""
+    root, out_root, c, max_pixels, size = job
+    root, out_root = Path(root), Path(out_root)
+    rel = PurePosixPath(c.image)
+    pose_dir = root / "pose" / rel.parent.relative_to("img")
+    try:
+        rgb = read_image(root / c.image, max_pixels=max_pixels)
+        candidate, subset = read_openpose_txt(pose_dir, rel.stem)
+    except ImageProblem as err:
+        return False, (c.image, err.reason)
+    except (OSError, ValueError) as err:  # missing or malformed pose files
+        return False, (c.image, str(err).splitlines()[0])
+    pose = render_pose_input(candidate, subset, rgb.shape[0], rgb.shape[1])
+    shape = scaled_size(rgb.shape[0], rgb.shape[1], size)
+    image_rel = f"{IMAGE_DIR}/{c.id}.png"
+    write_image(out_root / image_rel, resize_image(rgb, shape))
+    pose_path = out_root / POSE_DIR / f"{c.id}.npz"
+    pose_path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(pose_path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, pose=_resize_pose(pose, shape))
+    return True, Candidate(c.id, c.split, image_rel)
 
 
 def load_pose(dataset_dir: str | os.PathLike, sample: str) -> np.ndarray:

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from ..io import ImageProblem, write_image
+from ..parallel import parallel_map
 from .prepare import Candidate, PrepareReport, index_candidates
 
 IMAGE_DIR = "images"
@@ -94,9 +94,15 @@ def resize_and_index(
     max_pixels: int,
     num_classes: int | None = None,
     desc: str = "resize",
+    workers: int = 1,
+    dask_address: str | None = None,
 ) -> PrepareReport:
     """Load each raw candidate (``load`` -> RGB, label or None), store it resized under
-    ``out_root`` and index the stored files; bad raw samples are quarantined, never fatal."""
+    ``out_root`` and index the stored files; bad raw samples are quarantined, never fatal.
+
+    The per-sample work is fanned out by :func:`cocosnet.parallel.parallel_map` (``load`` must
+    then be picklable: a module-level function or a ``functools.partial`` of one); the report
+    lists rows and quarantined files in candidate order, however many workers."""
     check_out_root(raw_root, out_root)
     out_root = Path(out_root)
     candidates = list(candidates)
@@ -105,29 +111,48 @@ def resize_and_index(
         if c.id in seen:
             raise ValueError(f"duplicate sample id {c.id!r}")
         seen.add(c.id)
+    jobs = [(str(raw_root), str(out_root), c, load, size) for c in candidates]
     stored, quarantined = [], []
-    for c in tqdm(candidates, desc=desc, unit="img", leave=False):
-        try:
-            rgb, label = load(c)
-            if label is not None and label.shape != rgb.shape[:2]:
-                raise Unusable(
-                    f"label {label.shape[1]}x{label.shape[0]} does not match image "
-                    f"{rgb.shape[1]}x{rgb.shape[0]}"
-                )
-            stored.append(_store(out_root, c, rgb, label, size))
-        except ImageProblem as err:
-            where = Path(err.path)
-            if where == Path(raw_root) / c.image:
-                quarantined.append((c.image, err.reason))
-            else:  # a label or part-mask file
-                shown = (
-                    where.relative_to(raw_root).as_posix()
-                    if where.is_relative_to(raw_root)
-                    else where
-                )
-                quarantined.append((c.image, f"{shown}: {err.reason}"))
-        except Unusable as err:
-            quarantined.append((c.image, str(err)))
-    report = index_candidates(out_root, stored, max_pixels=max_pixels, num_classes=num_classes)
+    for ok, result in parallel_map(
+        store_candidate, jobs, workers=workers, dask_address=dask_address, desc=desc
+    ):
+        (stored if ok else quarantined).append(result)
+    report = index_candidates(
+        out_root,
+        stored,
+        max_pixels=max_pixels,
+        num_classes=num_classes,
+        workers=workers,
+        dask_address=dask_address,
+    )
     report.quarantined[:0] = quarantined
     return report
+
+
+StoreJob = tuple[
+    str, str, Candidate, Callable[[Candidate], tuple[np.ndarray, np.ndarray | None]], int
+]
+
+
+def store_candidate(job: StoreJob) -> tuple[bool, object]:
+    """(True, stored Candidate) for a usable raw sample, else (False, (path, one-line reason)).
+
+    ``job`` is (raw_root, out_root, candidate, load, size); runs in a worker process."""
+    raw_root, out_root, c, load, size = job
+    try:
+        rgb, label = load(c)
+        if label is not None and label.shape != rgb.shape[:2]:
+            raise Unusable(
+                f"label {label.shape[1]}x{label.shape[0]} does not match image "
+                f"{rgb.shape[1]}x{rgb.shape[0]}"
+            )
+        return True, _store(Path(out_root), c, rgb, label, size)
+    except ImageProblem as err:
+        where = Path(err.path)
+        if where == Path(raw_root) / c.image:
+            return False, (c.image, err.reason)
+        # a label or part-mask file
+        shown = where.relative_to(raw_root).as_posix() if where.is_relative_to(raw_root) else where
+        return False, (c.image, f"{shown}: {err.reason}")
+    except Unusable as err:
+        return False, (c.image, str(err))
