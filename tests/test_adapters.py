@@ -151,7 +151,8 @@ def rect(size, y0, y1, x0, x1):
     return m
 
 
-# 32 x 32 masks on a 4-pixel grid: skin, glasses over it, an eye over the glasses, hair on top.
+# 32 x 32 masks on a 4-pixel grid: skin, glasses over it, hair, and an eye (drawn after hair in
+# the official part order).
 MASKS = {
     "skin": rect(32, 4, 32, 4, 28),
     "eye_g": rect(32, 8, 16, 4, 28),
@@ -163,10 +164,9 @@ MASKS = {
 def merged_expected():
     label = np.zeros((32, 32), np.uint8)
     label[4:32, 4:28] = celebahq.PART_IDS["skin"]
-    label[8:16, 4:28] = celebahq.GLASSES
-    label[8:12, 8:12] = celebahq.PART_IDS["l_eye"]
     label[0:12, :] = celebahq.PART_IDS["hair"]
-    return label
+    label[8:12, 8:12] = celebahq.PART_IDS["l_eye"]
+    return label  # glasses are kept out of the merged map, as the official
 
 
 @pytest.fixture
@@ -218,15 +218,18 @@ def test_celebahq_label_merges_parts_later_on_top():
         celebahq.celebahq_label({"skin": MASKS["skin"], "nose": np.zeros((8, 8), bool)})
 
 
-def test_celebahq_input_channels():
+def test_celebahq_input_channels_put_glasses_on_channel_16():
+    assert celebahq.GLASSES == 16 and celebahq.PARTS[:2] == ("skin", "hair")
     label = merged_expected()
     channels = celebahq.celebahq_input_channels(label)
     assert channels.shape == (19, 32, 32) and channels.dtype == torch.float32
-    assert torch.all(channels.sum(0) == 1)
-    assert torch.equal(channels[celebahq.GLASSES].bool(), torch.from_numpy(label == 3))
+    assert torch.all(channels.sum(0) == 1) and channels[16].sum() == 0
     overlaid = celebahq.celebahq_input_channels(label, glasses=MASKS["eye_g"])
-    assert torch.equal(overlaid[celebahq.GLASSES].bool(), torch.from_numpy(MASKS["eye_g"] > 0))
-    assert torch.equal(overlaid[celebahq.PART_IDS["l_eye"]], channels[celebahq.PART_IDS["l_eye"]])
+    glasses = torch.from_numpy(MASKS["eye_g"] > 0)
+    assert torch.equal(overlaid[16].bool(), glasses)
+    # The parts under the glasses stay: those pixels have two active channels.
+    assert torch.equal(overlaid[:16], channels[:16]) and torch.equal(overlaid[17:], channels[17:])
+    assert torch.all(overlaid.sum(0)[glasses] == 2)
 
 
 def test_celebahq_prepare(celeba_root, tmp_path):
@@ -239,9 +242,13 @@ def test_celebahq_prepare(celeba_root, tmp_path):
     assert by_id["0"]["label"] == "labels/0.png"
     np.testing.assert_array_equal(read_label(out / "labels/0.png"), merged_expected()[::2, ::2])
     no_hair = read_label(out / by_id["1"]["label"])
-    assert celebahq.PART_IDS["hair"] not in no_hair and celebahq.GLASSES in no_hair
-    sample = load_sample(out, by_id["2"], celebahq.SEMANTIC_NC)
+    assert celebahq.PART_IDS["hair"] not in no_hair and celebahq.GLASSES not in no_hair
+    glasses = read_label(out / "glasses/0.png")
+    np.testing.assert_array_equal(glasses, MASKS["eye_g"][::2, ::2])
+    sample = celebahq.load_celebahq_sample(out, by_id["2"])
     assert sample.input.shape == (19, 16, 16)
+    assert torch.equal(sample.input[16].bool(), torch.from_numpy(glasses > 0))
+    assert sample.input.sum(0).max() == 2  # glasses over skin
 
 
 # ------------------------------------------------------------------ photo folder
@@ -373,7 +380,12 @@ def test_real_datasets_need_a_raw_root():
 
 def test_celebahq_edges_stage_writes_the_15_channel_encoding(celeba_root, tmp_path):
     from cocosnet.config import EdgesConfig
-    from cocosnet.preprocess.edges import boundary, celebahq_edge_encoding, edge_maps_for_dataset
+    from cocosnet.preprocess.edges import (
+        INNER_PARTS,
+        boundary,
+        celebahq_edge_encoding,
+        edge_maps_for_dataset,
+    )
 
     out = tmp_path / "celebahq"
     prepared_rows(out, celebahq.prepare_celebahq(celeba_root, out, size=32))
@@ -393,6 +405,9 @@ def test_celebahq_edges_stage_writes_the_15_channel_encoding(celeba_root, tmp_pa
     np.testing.assert_array_equal(encoding[..., 1], expected[..., 1])  # skin distance map
     skin_edge = boundary(parts["skin"]).astype(bool)
     assert (encoding[..., 14][skin_edge] == 255).all()
+    # Glasses come from their own mask (not the merged map): their distance channel is real.
+    glasses_channel = 1 + list(INNER_PARTS).index("eye_g")
+    assert encoding[..., glasses_channel].min() == 0
     with pytest.raises(ValueError, match="need parsing maps"):
         folder_out = tmp_path / "folder_prepared"
         prepared_rows(folder_out, folder.prepare_folder(celeba_root, folder_out, size=16))

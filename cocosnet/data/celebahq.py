@@ -6,27 +6,24 @@ Expected layout (``raw_root`` is the ``CelebAMask-HQ`` folder or the folder hold
     CelebAMask-HQ/CelebAMask-HQ-mask-anno/<N // 2000>/<N:05d>_<part>.png  # 512 x 512, 255 = part
     CelebAMask-HQ/train.txt, CelebAMask-HQ/val.txt                        # one N per line
 
-A part whose mask file is absent is simply absent from the face.  Labels use the CelebAMask-HQ
-ids: background 0, then :data:`PARTS` as ids 1..18 (so :data:`SEMANTIC_NC` = 19), merged by
-:func:`celebahq_label` in that order with later parts drawn over earlier ones (eyes, brows,
-ears and mouth over glasses; hair, hat, neck and cloth over everything before them).
+A part whose mask file is absent is simply absent from the face.  Class ids follow the official
+CoCosNet ``celebahq`` mode (the part order of its ``all_parts_except_glasses`` maps): background
+0, then :data:`PARTS` as ids 1..18, so :data:`SEMANTIC_NC` = 19 and glasses (``eye_g``) are id
+:data:`GLASSES` = 16.  As the official code, the stored label map holds every part *except*
+glasses (merged in :data:`PARTS` order, later parts drawn over earlier ones; the authors' own
+merge order is not published), and the glasses mask is kept apart and written onto channel 16
+of the one-hot input, over the parts (:func:`celebahq_input_channels`).
 
-The official CoCosNet code instead reads a pre-merged "all parts except glasses" map (its own
-id order) plus the glasses mask as a second, interleaved channel (``label[:, ::2]`` the parts,
-``label[:, 1::2]`` the glasses) and writes the glasses mask into one one-hot channel after the
-encoding, so glasses overlay the parts.  Here glasses are an ordinary class (id
-:data:`GLASSES` = 3) of the single stored label map and get their own channel in
-:func:`celebahq_input_channels`, whose channel order is the CelebAMask-HQ id order; passing the
-glasses mask as ``glasses=`` reproduces the official overlay.
-
-:func:`prepare_celebahq` writes ``out_root/images/<N>.png`` and ``out_root/labels/<N>.png`` (the
-merged map, mode L) resized to ``size`` (see :mod:`cocosnet.data.folder`), then indexes them.
+:func:`prepare_celebahq` writes ``out_root/images/<N>.png``, ``out_root/labels/<N>.png`` (the
+merged map, mode L) and ``out_root/glasses/<N>.png`` (0/255) resized to ``size`` (see
+:mod:`cocosnet.data.store`), then indexes them.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -34,30 +31,32 @@ import cv2
 import numpy as np
 import torch
 
-from ..io import DEFAULT_MAX_PIXELS, read_image
+from ..io import DEFAULT_MAX_PIXELS, read_image, read_label, write_image
+from ..parallel import parallel_map
 from .prepare import Candidate, PrepareReport
-from .sample import one_hot
+from .sample import Sample, load_sample, one_hot
 from .store import Unusable, resize_and_index
 
+# The official order (CoCosNet data/celebahq_dataset.py): eye_g is id 16 = one-hot channel 16.
 PARTS = (
     "skin",
-    "nose",
-    "eye_g",
-    "l_eye",
-    "r_eye",
+    "hair",
     "l_brow",
     "r_brow",
+    "l_eye",
+    "r_eye",
     "l_ear",
     "r_ear",
-    "mouth",
+    "nose",
     "u_lip",
+    "mouth",
     "l_lip",
-    "hair",
-    "hat",
-    "ear_r",
-    "neck_l",
     "neck",
     "cloth",
+    "hat",
+    "eye_g",
+    "ear_r",
+    "neck_l",
 )
 PART_IDS = {name: i for i, name in enumerate(PARTS, start=1)}
 GLASSES = PART_IDS["eye_g"]
@@ -65,6 +64,7 @@ SEMANTIC_NC = len(PARTS) + 1
 LAYOUT_DIR = "CelebAMask-HQ"
 IMAGE_DIR = "CelebA-HQ-img"
 MASK_DIR = "CelebAMask-HQ-mask-anno"
+GLASSES_DIR = "glasses"
 SPLIT_FILES = {"train": "train.txt", "val": "val.txt"}
 
 
@@ -77,7 +77,7 @@ def celebahq_label(
     parts: Mapping[str, np.ndarray | None], shape: tuple[int, int] | None = None
 ) -> np.ndarray:
     """Merge part masks (bool, or uint8 with 255 = part; >= 128 counts) into an H x W uint8
-    label map: background 0, each part its id in :data:`PARTS` order, later parts on top.
+    label map: background 0, each part but glasses its id in :data:`PARTS` order, later on top.
     Absent parts (missing or None) are skipped; ``shape`` is needed only if all are absent."""
     unknown = sorted(set(parts) - set(PART_IDS))
     if unknown:
@@ -95,17 +95,14 @@ def celebahq_label(
         raise ValueError(f"part masks must be H x W, got shape {size}")
     label = np.zeros(size, np.uint8)
     for name in PARTS:
-        if name in present:
+        if name in present and name != "eye_g":  # glasses are kept apart, as the official
             label[present[name]] = PART_IDS[name]
     return label
 
 
 def celebahq_input_channels(label: np.ndarray, glasses: np.ndarray | None = None) -> torch.Tensor:
-    """float32 19 x H x W one-hot of a CelebA-HQ label map (channel k = CelebAMask-HQ id k).
-
-    With ``glasses`` (the eye_g mask), channel :data:`GLASSES` becomes that whole mask on top of
-    the one-hot parts, as the official code does; without it, it is the glasses pixels left
-    visible in the merged map."""
+    """float32 19 x H x W official CelebA-HQ input: the one-hot of the label map (which has no
+    glasses) with the glasses mask, if any, written onto channel :data:`GLASSES` over the parts."""
     channels = one_hot(label, SEMANTIC_NC)
     if glasses is not None:
         mask = torch.from_numpy(np.ascontiguousarray(_mask(glasses)))
@@ -176,10 +173,11 @@ def candidates(raw_root: str | os.PathLike) -> list[Candidate]:
     return found
 
 
-def read_merged_label(
+def read_parts(
     raw_root: str | os.PathLike, n: int, *, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> np.ndarray:
-    """The merged label map of image ``n`` at mask resolution; Unusable if no mask exists."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """(label map without glasses, glasses mask as bool) of image ``n`` at mask resolution;
+    Unusable if no mask exists."""
     parts = {}
     for part, path in mask_paths(raw_root, n).items():
         if path.is_file():
@@ -187,16 +185,17 @@ def read_merged_label(
     if not parts:
         raise Unusable(f"no part masks found ({MASK_DIR}/{n // 2000}/{n:05d}_<part>.png)")
     try:
-        return celebahq_label(parts)
+        label = celebahq_label(parts)
     except ValueError as err:
         raise Unusable(str(err)) from None
+    return label, parts.get("eye_g", np.zeros(label.shape, bool))
 
 
 def _load(raw_root: str, max_pixels: int, c: Candidate):
     """RGB image and merged label map (at the image's size) of a candidate (module level:
     picklable for worker processes)."""
     rgb = read_image(Path(raw_root) / c.image, max_pixels=max_pixels)
-    label = read_merged_label(raw_root, int(c.id), max_pixels=max_pixels)
+    label, _ = read_parts(raw_root, int(c.id), max_pixels=max_pixels)
     (ih, iw), (lh, lw) = rgb.shape[:2], label.shape
     if ih * lw != iw * lh:
         raise Unusable(f"part masks {lw}x{lh} and image {iw}x{ih} differ in aspect ratio")
@@ -204,6 +203,27 @@ def _load(raw_root: str, max_pixels: int, c: Candidate):
     # resize step treats image and label alike.
     label = cv2.resize(label, (iw, ih), interpolation=cv2.INTER_NEAREST)
     return rgb, label
+
+
+def _store_glasses(job: tuple[str, str, str, int, int, int]) -> None:
+    """Worker: the glasses mask of one stored sample, nearest-resized to its stored size."""
+    raw_root, out_root, sample, height, width, max_pixels = job
+    _, glasses = read_parts(raw_root, int(sample), max_pixels=max_pixels)
+    mask = cv2.resize(
+        glasses.astype(np.uint8) * 255, (width, height), interpolation=cv2.INTER_NEAREST
+    )
+    write_image(Path(out_root) / GLASSES_DIR / f"{sample}.png", mask)
+
+
+def glasses_path(dataset_dir: str | os.PathLike, sample: str) -> Path:
+    return Path(dataset_dir) / GLASSES_DIR / f"{sample}.png"
+
+
+def load_celebahq_sample(dataset_dir: str | os.PathLike, row: dict, **kw) -> Sample:
+    """A prepared CelebA-HQ sample with the official 19-channel input (glasses on channel 16)."""
+    sample = load_sample(dataset_dir, row, SEMANTIC_NC, **kw)
+    glasses = read_label(glasses_path(dataset_dir, row["id"]))
+    return replace(sample, input=celebahq_input_channels(sample.label.numpy(), glasses))
 
 
 def prepare_celebahq(
@@ -215,9 +235,9 @@ def prepare_celebahq(
     workers: int = 1,
     dask_address: str | None = None,
 ) -> PrepareReport:
-    """Write resized images and merged labels into ``out_root`` and index them."""
+    """Write resized images, merged labels and glasses masks into ``out_root``; index them."""
     found = candidates(raw_root)
-    return resize_and_index(
+    report = resize_and_index(
         raw_root,
         out_root,
         found,
@@ -229,3 +249,9 @@ def prepare_celebahq(
         workers=workers,
         dask_address=dask_address,
     )
+    jobs = [
+        (str(raw_root), str(out_root), r["id"], r["height"], r["width"], max_pixels)
+        for r in report.rows
+    ]
+    parallel_map(_store_glasses, jobs, workers=workers, dask_address=dask_address, desc="glasses")
+    return report

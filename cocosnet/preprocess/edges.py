@@ -164,15 +164,17 @@ def _edge_map_file(task: tuple[str, str, EdgesConfig, int]) -> str:
     return out_path
 
 
-def _celebahq_encoding_file(task: tuple[str, str, str, EdgesConfig, int]) -> str:
-    """Worker: the 15-channel CelebA-HQ edge input from a photo and its merged parsing map,
-    written as ``<id>.npz`` (key ``edges``, H x W x 15 uint8)."""
-    image_path, label_path, out_path, cfg, max_pixels = task
+def _celebahq_encoding_file(task: tuple[str, str, str, str, EdgesConfig, int]) -> str:
+    """Worker: the 15-channel CelebA-HQ edge input from a photo, its merged parsing map and its
+    glasses mask, written as ``<id>.npz`` (key ``edges``, H x W x 15 uint8)."""
+    image_path, label_path, glasses_path, out_path, cfg, max_pixels = task
     # Imported here: the adapter module imports torch, which would slow every worker's start-up.
     from ..data.celebahq import PART_IDS
 
     label = read_label(label_path, max_pixels=max_pixels)
-    parts = {name: (label == PART_IDS[name]).astype(np.uint8) * 255 for name in INNER_PARTS}
+    parts = {n: (label == PART_IDS[n]).astype(np.uint8) * 255 for n in INNER_PARTS if n != "eye_g"}
+    if Path(glasses_path).is_file():  # glasses are stored apart from the merged map
+        parts["eye_g"] = read_label(glasses_path, max_pixels=max_pixels)
     encoding = celebahq_edge_encoding(read_image(image_path, max_pixels=max_pixels), parts, cfg)
     with atomic_path(out_path) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, edges=encoding)
@@ -214,6 +216,7 @@ def edge_maps_for_dataset(
             (
                 str(inside_root(dataset_dir, row["image"])),
                 str(inside_root(dataset_dir, row["label"])),
+                str(inside_root(dataset_dir, f"glasses/{row['id']}.png")),
                 str(inside_root(out_dir, f"{row['id']}.npz")),
                 cfg,
                 max_pixels,
