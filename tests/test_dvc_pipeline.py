@@ -14,6 +14,9 @@ import yaml
 from cocosnet.data.manifest import read_manifest
 from cocosnet.io import write_image
 
+from .test_adapters import celeba_root  # noqa: F401 - fixtures shared with the adapter tests
+from .test_deepfashion import raw as deepfashion_raw  # noqa: F401
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -117,3 +120,36 @@ def test_dvc_repro_runs_pose_and_masks_with_tiny_registered_weights(tmp_path):
     assert (work / "data/folder_pose/keypoints.parquet").is_file()
     again = run(["dvc", "repro", "edges", "pose", "masks"], work)
     assert "Running stage" not in again
+
+
+def test_dvc_repro_prepares_every_official_layout(tmp_path, celeba_root, deepfashion_raw):  # noqa: F811
+    """CelebA-HQ, DeepFashion and Flickr fixture trees through prepare and edges under DVC."""
+    flickr = tmp_path / "flickr"
+    rng = np.random.default_rng(2)
+    for stem in ("a", "b"):
+        write_image(flickr / "images" / f"{stem}.jpg", rng.integers(0, 255, (24, 36, 3), np.uint8))
+        write_image(flickr / "mask" / f"{stem}.png", rng.integers(0, 151, (24, 36), np.uint8))
+    work = tmp_path / "project"
+    work.mkdir()
+    for name in ("cocosnet", "stages"):
+        shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", work)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    roots = {
+        "celebahq": str(celeba_root),
+        "deepfashion": str(deepfashion_raw),
+        "flickr": str(flickr),
+    }
+    params["data"].update(datasets=sorted(roots), raw_roots=roots, load_size=16)
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    run(["git", "init", "-q"], work)
+    run(["dvc", "init", "-q"], work)
+    run(["dvc", "repro", "edges"], work)
+    counts = {
+        ds: len(read_manifest(work / f"data/{ds}/manifest.parquet", work / f"data/{ds}"))
+        for ds in roots
+    }
+    assert counts == {"celebahq": 4, "deepfashion": 2, "flickr": 2}
+    assert len(list((work / "data/celebahq_edges").glob("*.npz"))) == 4  # 15-channel input
+    assert len(list((work / "data/deepfashion/pose").glob("*.npz"))) == 2
+    assert "Running stage" not in run(["dvc", "repro", "edges"], work)
