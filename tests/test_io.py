@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import pickle
 import struct
-import time
 import zlib
 from pathlib import Path
 from types import SimpleNamespace
@@ -212,9 +211,7 @@ def no_decode(monkeypatch):
 def test_bomb_refused_before_decoding(tmp_path, no_decode):
     path = _write_bomb_png(tmp_path / "bomb.png", 20_000, 20_000)
     assert path.stat().st_size < 200_000
-    start = time.perf_counter()
-    err = _problem(read_image, path)
-    assert time.perf_counter() - start < 2.0
+    err = _problem(read_image, path)  # `no_decode` fails the test if pixels were decoded
     assert err.reason.startswith("decompression bomb: ")
     assert "400000000 pixels exceeds the limit of 89478485" in err.reason
     assert _problem(read_label, path).reason.startswith("decompression bomb: ")
