@@ -1,0 +1,1 @@
+"""Exemplar retrieval: cosine top-K nearest training images (faiss exact / IVF indexes)."""
