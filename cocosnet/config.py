@@ -218,6 +218,28 @@ class PreprocessConfig(_Section):
     masks: MasksConfig = MasksConfig()
 
 
+class IndexConfig(_Section):
+    """Exemplar retrieval (index@DS): embeddings, FAISS index, top-K pair lists."""
+
+    datasets: list[DatasetName] = Field(default_factory=lambda: ["demo"])
+    embedding: Literal["vgg19", "layout"] = Field(
+        "vgg19",
+        description="vgg19: pool5 of torchvision's VGG19, as the official lists; layout: class "
+        "fractions on a grid from the label maps (needs no weights; for the demo)",
+    )
+    pooling: Literal["gap", "flatten"] = "gap"
+    image_size: int = Field(224, ge=32, description="VGG input side")
+    batch_size: int = Field(16, ge=1)
+    layout_grid: int = Field(4, ge=1)
+    k: int = Field(10, ge=1, description="exemplars kept per query")
+    kind: Literal["auto", "exact", "ivf"] = "auto"
+    ivf_threshold: int = Field(100_000, ge=1)
+    nprobe: int = Field(32, ge=1)
+    exclude_identity: str | None = Field(
+        None, description=r"regex of an identity in ids (DeepFashion: 'id_\d+')"
+    )
+
+
 class ParallelConfig(_Section):
     """How stages fan out over images (cocosnet/parallel.py)."""
 
@@ -231,6 +253,7 @@ class Params(_Section):
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
     preprocess: PreprocessConfig = PreprocessConfig()
+    index: IndexConfig = IndexConfig()
     parallel: ParallelConfig = ParallelConfig()
 
 

@@ -95,3 +95,19 @@ def embed_images(
     if not shards:
         return np.zeros((0, 0), np.float32)
     return np.concatenate(shards)
+
+
+def layout_embedding(label: np.ndarray, num_classes: int, grid: int = 4) -> np.ndarray:
+    """Where each class lies: per cell of a grid x grid partition, the fraction of its pixels of
+    each class (num_classes * grid² values). An embedding that needs no pretrained weights, for
+    datasets with label maps (the demo); not the paper's VGG retrieval."""
+    if label.ndim != 2 or label.max(initial=0) >= num_classes:
+        raise ValueError(f"expected an H x W label map with ids < {num_classes}")
+    h, w = label.shape
+    rows = np.minimum(np.arange(h) * grid // h, grid - 1)
+    cols = np.minimum(np.arange(w) * grid // w, grid - 1)
+    cell = rows[:, None] * grid + cols[None, :]
+    counts = np.zeros((grid * grid, num_classes), np.float64)
+    np.add.at(counts, (cell.ravel(), label.ravel().astype(np.int64)), 1.0)
+    counts /= counts.sum(axis=1, keepdims=True)
+    return counts.ravel().astype(np.float32)

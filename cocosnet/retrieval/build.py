@@ -1,0 +1,116 @@
+"""Build the exemplar pair lists of a prepared dataset: embed every image, index the training
+images, and retrieve for every image of every split its top-K training exemplars."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import faiss
+import numpy as np
+from tqdm import tqdm
+
+from ..config import IndexConfig
+from ..data.manifest import inside_root, read_manifest
+from ..data.prepare import MANIFEST
+from ..io import atomic_path, read_label
+from ..models.vgg import load_vgg19
+from .embeddings import embed_images, layout_embedding
+from .index import build_index, query_topk, same_identity
+from .pairs import export_official, pairs_from_topk, write_pairs
+
+PAIRS = "pairs.parquet"
+
+
+def dataset_embeddings(
+    dataset_dir: Path,
+    rows: list[dict],
+    cfg: IndexConfig,
+    out_dir: Path,
+    *,
+    weights_dir: str | os.PathLike,
+    num_classes: int | None,
+    max_pixels: int,
+) -> np.ndarray:
+    if cfg.embedding == "layout":
+        if num_classes is None or any(r["label"] is None for r in rows):
+            raise ValueError("layout embeddings need a label map for every image")
+        return np.stack(
+            [
+                layout_embedding(
+                    read_label(inside_root(dataset_dir, r["label"]), max_pixels=max_pixels),
+                    num_classes,
+                    cfg.layout_grid,
+                )
+                for r in tqdm(rows, desc="layout embeddings", leave=False)
+            ]
+        )
+    vgg = load_vgg19("torchvision", weights_dir)
+    return embed_images(
+        [inside_root(dataset_dir, r["image"]) for r in rows],
+        [r["id"] for r in rows],
+        vgg,
+        out_dir / "embeddings",
+        pooling=cfg.pooling,
+        image_size=cfg.image_size,
+        batch_size=cfg.batch_size,
+        max_pixels=max_pixels,
+    )
+
+
+def build_pairs(
+    dataset_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    cfg: IndexConfig,
+    *,
+    weights_dir: str | os.PathLike = "weights",
+    num_classes: int | None = None,
+    max_pixels: int = 89_478_485,
+) -> list[dict]:
+    """Write ``out_dir/pairs.parquet``, ``pairs_<split>.txt`` (official format) and the FAISS
+    index of the training embeddings; returns the pair rows."""
+    dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
+    rows = read_manifest(dataset_dir / MANIFEST, dataset_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    emb = dataset_embeddings(
+        dataset_dir,
+        rows,
+        cfg,
+        out_dir,
+        weights_dir=weights_dir,
+        num_classes=num_classes,
+        max_pixels=max_pixels,
+    )
+    train = [i for i, r in enumerate(rows) if r["split"] == "train"]
+    if not train:
+        raise ValueError(f"{dataset_dir}: no training images to retrieve exemplars from")
+    index = build_index(
+        emb[train], kind=cfg.kind, ivf_threshold=cfg.ivf_threshold, nprobe=cfg.nprobe
+    )
+    exclude = same_identity(cfg.exclude_identity) if cfg.exclude_identity else None
+    train_ids = [rows[i]["id"] for i in train]
+    pairs: list[dict] = []
+    for split in ("train", "val", "test"):
+        members = [i for i, r in enumerate(rows) if r["split"] == split]
+        if not members:
+            continue
+        ids, scores = query_topk(
+            index,
+            emb[members],
+            cfg.k,
+            query_ids=[rows[i]["id"] for i in members],
+            train_ids=train_ids,
+            exclude=exclude,
+        )
+        split_rows = pairs_from_topk(
+            [rows[i]["id"] for i in members],
+            ids,
+            [s[: len(t)] for s, t in zip(scores, ids, strict=True)],
+            split,
+        )
+        export_official(out_dir / f"pairs_{split}.txt", split_rows)
+        pairs += split_rows
+    write_pairs(out_dir / PAIRS, pairs, known_ids={r["id"] for r in rows})
+    with atomic_path(out_dir / "train.faiss") as tmp:
+        faiss.write_index(index.index, str(tmp))
+    return pairs

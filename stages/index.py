@@ -1,0 +1,51 @@
+"""DVC stage `index@DS`: exemplar retrieval for the prepared dataset ROOT/DS, written to
+ROOT/DS_index: pairs.parquet, the official-format pairs_<split>.txt lists, and the FAISS index
+of the training embeddings (VGG19 pool5 embeddings are kept in shards, so a run resumes)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from cocosnet.config import parse_params
+from cocosnet.data import ade20k, celebahq, flickr
+from cocosnet.data.prepare import MANIFEST
+from cocosnet.preprocess.demo import DEMO_CLASSES
+from cocosnet.retrieval.build import build_pairs
+from cocosnet.weights import WeightsError
+
+# Label-map classes per dataset, for layout embeddings.
+NUM_CLASSES = {
+    "demo": len(DEMO_CLASSES),
+    "ade20k": ade20k.SEMANTIC_NC,
+    "celebahq": celebahq.SEMANTIC_NC,
+    "flickr": flickr.SEMANTIC_NC,
+}
+
+
+def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "weights") -> None:
+    params = parse_params(yaml.safe_load(Path(params_path).read_text()))
+    root = Path(params.data.root)
+    if not (root / dataset / MANIFEST).is_file():
+        raise SystemExit(f"index: {root / dataset / MANIFEST} not found; run prepare@{dataset}")
+    try:
+        pairs = build_pairs(
+            root / dataset,
+            root / f"{dataset}_index",
+            params.index,
+            weights_dir=weights_dir,
+            num_classes=NUM_CLASSES.get(dataset),
+            max_pixels=params.data.max_pixels,
+        )
+    except (WeightsError, ValueError) as err:
+        raise SystemExit(f"index: {err}") from None
+    print(
+        json.dumps({"dataset": dataset, "pairs": len(pairs), "embedding": params.index.embedding})
+    )
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

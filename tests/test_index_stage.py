@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from cocosnet.config import IndexConfig
+from cocosnet.models.vgg import VGG19
+from cocosnet.retrieval import build as build_module
+from cocosnet.retrieval.embeddings import layout_embedding
+from cocosnet.retrieval.pairs import read_pairs
+from stages.index import main as index_stage
+from stages.prepare import main as prepare_stage
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("index")
+    params = tmp / "params.yaml"
+    params.write_text(
+        yaml.safe_dump(
+            {
+                "data": {
+                    "root": str(tmp / "data"),
+                    "demo": {"n_train": 12, "n_val": 4, "size": 32},
+                },
+                "index": {"k": 3},
+            }
+        )
+    )
+    prepare_stage("demo", str(params))
+    return tmp, params
+
+
+def test_layout_embedding_is_class_fractions_per_cell():
+    label = np.zeros((8, 8), np.uint8)
+    label[:, 4:] = 2
+    emb = layout_embedding(label, 3, grid=2).reshape(4, 3)
+    np.testing.assert_allclose(emb, [[1, 0, 0], [0, 0, 1], [1, 0, 0], [0, 0, 1]])
+    with pytest.raises(ValueError, match="ids < 2"):
+        layout_embedding(label, 2)
+
+
+def test_index_stage_writes_top_k_training_exemplars(demo_root):
+    tmp, params = demo_root
+    cfg = yaml.safe_load(params.read_text())
+    cfg["index"]["embedding"] = "layout"
+    params.write_text(yaml.safe_dump(cfg))
+    index_stage("demo", str(params))
+    out = tmp / "data" / "demo_index"
+    rows = read_pairs(out / "pairs.parquet")
+    train_ids = {f"demo_{i:05d}" for i in range(12)}
+    assert len(rows) == 16 * 3
+    assert all(r["exemplar"] in train_ids and r["exemplar"] != r["query"] for r in rows)
+    by_query = {}
+    for r in rows:
+        by_query.setdefault(r["query"], []).append(r["score"])
+    assert all(s == sorted(s, reverse=True) for s in by_query.values())
+    lines = (out / "pairs_val.txt").read_text().splitlines()
+    assert len(lines) == 4 and all(len(line.split(",")) == 4 for line in lines)
+    assert (out / "train.faiss").is_file()
+
+
+def test_vgg_embeddings_need_registered_weights(demo_root, tmp_path, monkeypatch):
+    tmp, params = demo_root
+    cfg = yaml.safe_load(params.read_text())
+    cfg["index"] = {"embedding": "vgg19", "image_size": 32, "k": 2}
+    params.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(SystemExit, match="vgg19-dcbb9e9d.pth"):
+        index_stage("demo", str(params), str(tmp_path / "no_weights"))
+    # With (random-init) VGG19 weights the whole path runs: embeddings, index, pairs.
+    torch.manual_seed(0)
+    monkeypatch.setattr(build_module, "load_vgg19", lambda layout, wdir: VGG19(layout).eval())
+    pairs = build_module.build_pairs(
+        tmp / "data" / "demo", tmp_path / "out", IndexConfig(embedding="vgg19", image_size=32, k=2)
+    )
+    assert len(pairs) == 16 * 2
+    assert len(list((tmp_path / "out" / "embeddings").glob("shard_*.npy"))) == 1
