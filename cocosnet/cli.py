@@ -36,6 +36,22 @@ def _weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pairs(args: argparse.Namespace) -> int:
+    from .retrieval.build import import_official_lists
+    from .retrieval.pairs import export_official, read_pairs
+
+    if args.pairs_command == "import":
+        lists = {split: path for split, path in (("train", args.train), ("val", args.val)) if path}
+        if not lists:
+            raise ValueError("give --train and/or --val official list files")
+        rows = import_official_lists(args.dataset, args.dataset_dir, lists, args.out)
+        print(json.dumps({"pairs": len(rows), "out": args.out}))
+    else:
+        rows = [r for r in read_pairs(args.pairs) if r["split"] == args.split]
+        print(json.dumps({"lines": export_official(args.out, rows), "out": args.out}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cocosnet", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -63,6 +79,20 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (add, fetch):
         p.add_argument("--weights-dir", default=argparse.SUPPRESS)
     w.set_defaults(func=_weights)
+
+    pairs = sub.add_parser("pairs", help="exemplar pair lists in the official text format")
+    psub = pairs.add_subparsers(dest="pairs_command", required=True)
+    imp_pairs = psub.add_parser("import", help="official key,ref1,...,refK lists -> parquet")
+    imp_pairs.add_argument("--dataset", required=True, help="e.g. ade20k, deepfashion")
+    imp_pairs.add_argument("--dataset-dir", required=True, help="prepared dataset (manifest)")
+    imp_pairs.add_argument("--train", help="official training list, e.g. ade20k_ref.txt")
+    imp_pairs.add_argument("--val", help="official test list, e.g. ade20k_ref_test.txt")
+    imp_pairs.add_argument("--out", required=True, help="pairs.parquet to write")
+    exp_pairs = psub.add_parser("export", help="pairs.parquet -> official text list")
+    exp_pairs.add_argument("pairs", help="pairs.parquet")
+    exp_pairs.add_argument("--split", default="val")
+    exp_pairs.add_argument("--out", required=True)
+    pairs.set_defaults(func=_pairs)
     return parser
 
 

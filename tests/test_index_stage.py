@@ -75,3 +75,63 @@ def test_vgg_embeddings_need_registered_weights(demo_root, tmp_path, monkeypatch
     )
     assert len(pairs) == 16 * 2
     assert len(list((tmp_path / "out" / "embeddings").glob("shard_*.npy"))) == 1
+
+
+def test_official_lists_import_and_export_through_the_cli(demo_root, tmp_path, capsys):
+    from cocosnet.cli import main
+
+    tmp, _ = demo_root
+    dataset_dir = tmp / "data" / "demo"
+    official = tmp_path / "demo_ref.txt"
+    official.write_text(
+        "demo_00000.png,demo_00003.png,demo_00007.png\n"
+        "images\\demo_00001.png,demo_00002.png,demo_00004.png\n"
+    )
+    out = tmp_path / "pairs.parquet"
+    assert (
+        main(
+            [
+                "pairs",
+                "import",
+                "--dataset",
+                "demo",
+                "--dataset-dir",
+                str(dataset_dir),
+                "--train",
+                str(official),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    rows = read_pairs(out)
+    assert [(r["query"], r["exemplar"], r["rank"]) for r in rows[:2]] == [
+        ("demo_00000", "demo_00003", 1),
+        ("demo_00000", "demo_00007", 2),
+    ]
+    exported = tmp_path / "back.txt"
+    assert main(["pairs", "export", str(out), "--split", "train", "--out", str(exported)]) == 0
+    assert exported.read_text().splitlines()[0] == "demo_00000,demo_00003,demo_00007"
+    bad = tmp_path / "bad.txt"
+    bad.write_text("demo_00000.png,demo_99999.png\nno_comma_here\n")
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "pairs",
+                "import",
+                "--dataset",
+                "demo",
+                "--dataset-dir",
+                str(dataset_dir),
+                "--train",
+                str(bad),
+                "--out",
+                str(tmp_path / "bad.parquet"),
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "bad.txt:1" in err and "demo_99999" in err and "bad.txt:2" in err
