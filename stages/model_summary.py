@@ -35,7 +35,7 @@ def main(params_path: str = "params.yaml", out: str = "metrics/model.json") -> N
     logits = [layers[-1] for layers in disc(torch.cat([label, fake], 1))]
     sum(x.mean() for x in logits).backward()
     seconds = time.perf_counter() - start
-    summary = model_info(cfg) | {"train_pass_seconds_batch1": round(seconds, 3)}
+    summary = model_info(cfg) | {"train_pass_wall_s_batch1": round(seconds, 3)}
     write_text_atomic(out, json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary["parameters"]))
 

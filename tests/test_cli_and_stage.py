@@ -54,7 +54,7 @@ def test_model_summary_stage_writes_metrics(tmp_path):
     summary = json.loads(out.read_text())
     assert summary["preset"] == "demo"
     assert summary["parameters"]["translation"] < 1_483_324  # ngf 4 overrides the preset's 8
-    assert "train_pass_seconds_batch1" in summary
+    assert "train_pass_wall_s_batch1" in summary
 
 
 def test_model_summary_stage_refuses_bad_params(tmp_path):
