@@ -1,0 +1,1 @@
+"""Training losses for CoCosNet: contextual loss and VGG perceptual / feature-matching terms."""
