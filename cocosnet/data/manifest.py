@@ -13,9 +13,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from ..io import atomic_path
+from ..tables import read_table, summarize_problems, write_table
 
 SPLITS = ("train", "val", "test")
 SCHEMA = pa.schema(
@@ -79,9 +78,7 @@ def _check_rows(rows: list[Mapping], root: str | os.PathLike | None) -> None:
         if not isinstance(row.get("sha256"), str) or len(row["sha256"]) != 64:
             problems.append(f"{where}: sha256 must be a 64-character hex digest")
     if problems:
-        shown = "\n  ".join(problems[:20])
-        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise ManifestError(f"invalid manifest ({len(problems)} problem(s)):\n  {shown}{more}")
+        raise ManifestError(summarize_problems("invalid manifest", problems))
 
 
 def write_manifest(
@@ -90,26 +87,13 @@ def write_manifest(
     """Validate rows (and, with ``root``, that their files exist) and write them atomically."""
     rows = [dict(r) for r in rows]
     _check_rows(rows, root)
-    table = pa.Table.from_pylist(rows, schema=SCHEMA)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+    write_table(path, rows, SCHEMA)
     return len(rows)
 
 
 def read_manifest(path: str | os.PathLike, root: str | os.PathLike | None = None) -> list[dict]:
     """Read and validate a manifest; with ``root``, also check every referenced file exists."""
-    try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowException) as err:
-        raise ManifestError(f"{path}: not a readable Parquet manifest ({err})") from None
-    missing = [f.name for f in SCHEMA if f.name not in table.column_names]
-    if missing:
-        raise ManifestError(f"{path}: missing column(s) {missing}")
-    try:
-        table = table.select(SCHEMA.names).cast(SCHEMA)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
-        raise ManifestError(f"{path}: columns have the wrong types ({err})") from None
-    rows = table.to_pylist()
+    rows = read_table(path, SCHEMA, "manifest", ManifestError)
     try:
         _check_rows(rows, root)
     except ManifestError as err:

@@ -22,10 +22,10 @@ import os
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..data.manifest import SPLITS
 from ..io import atomic_path
+from ..tables import MAX_SHOWN, read_table, summarize_problems, write_table
 
 SCHEMA = pa.schema(
     [
@@ -37,17 +37,9 @@ SCHEMA = pa.schema(
     ]
 )
 
-MAX_SHOWN = 20
-
 
 class PairsError(ValueError):
     """A pair list (or rows about to enter one) is malformed."""
-
-
-def _summary(title: str, problems: list[str]) -> str:
-    shown = "\n  ".join(problems[:MAX_SHOWN])
-    more = f"\n  ... and {len(problems) - MAX_SHOWN} more" if len(problems) > MAX_SHOWN else ""
-    return f"{title} ({len(problems)} problem(s)):\n  {shown}{more}"
 
 
 def _is_id(value: object) -> bool:
@@ -101,7 +93,7 @@ def check_pairs(rows: Sequence[Mapping], known_ids: Collection[str] | None = Non
                 f"(missing {missing})"
             )
     if problems:
-        raise PairsError(_summary("invalid pair list", problems))
+        raise PairsError(summarize_problems("invalid pair list", problems))
 
 
 def write_pairs(
@@ -110,26 +102,13 @@ def write_pairs(
     """Validate ``rows`` and write them atomically as Parquet; returns the number of rows."""
     rows = [{name: r.get(name) for name in SCHEMA.names} for r in rows]
     check_pairs(rows, known_ids)
-    table = pa.Table.from_pylist(rows, schema=SCHEMA)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+    write_table(path, rows, SCHEMA)
     return len(rows)
 
 
 def read_pairs(path: str | os.PathLike, known_ids: Collection[str] | None = None) -> list[dict]:
     """Read and validate a Parquet pair list (with ``known_ids``: every id must be known)."""
-    try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowException) as err:
-        raise PairsError(f"{path}: not a readable Parquet pair list ({err})") from None
-    missing = [name for name in SCHEMA.names if name not in table.column_names]
-    if missing:
-        raise PairsError(f"{path}: missing column(s) {missing}")
-    try:
-        table = table.select(SCHEMA.names).cast(SCHEMA)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
-        raise PairsError(f"{path}: columns have the wrong types ({err})") from None
-    rows = table.to_pylist()
+    rows = read_table(path, SCHEMA, "pair list", PairsError)
     try:
         check_pairs(rows, known_ids)
     except PairsError as err:
@@ -282,5 +261,5 @@ def import_official(
                 for k, ref in enumerate(refs, start=1)
             )
     if problems:
-        raise PairsError(_summary(f"{path}: invalid official pair list", problems))
+        raise PairsError(summarize_problems(f"{path}: invalid official pair list", problems))
     return rows
