@@ -17,6 +17,9 @@ from cocosnet.preprocess.demo import DEMO_CLASSES
 from cocosnet.retrieval.build import build_pairs
 from cocosnet.weights import WeightsError
 
+# Datasets whose ids carry an identity that must not serve as its own exemplar (DeepFashion: the
+# same person in another pose), used unless index.exclude_identity says otherwise.
+IDENTITY = {"deepfashion": r"id_\d+"}
 # Label-map classes per dataset, for layout embeddings.
 NUM_CLASSES = {
     "demo": len(DEMO_CLASSES),
@@ -31,11 +34,14 @@ def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "wei
     root = Path(params.data.root)
     if not (root / dataset / MANIFEST).is_file():
         raise SystemExit(f"index: {root / dataset / MANIFEST} not found; run prepare@{dataset}")
+    cfg = params.index
+    if cfg.exclude_identity is None and dataset in IDENTITY:
+        cfg = cfg.model_copy(update={"exclude_identity": IDENTITY[dataset]})
     try:
         pairs = build_pairs(
             root / dataset,
             root / f"{dataset}_index",
-            params.index,
+            cfg,
             weights_dir=weights_dir,
             num_classes=NUM_CLASSES.get(dataset),
             max_pixels=params.data.max_pixels,

@@ -135,3 +135,45 @@ def test_official_lists_import_and_export_through_the_cli(demo_root, tmp_path, c
     )
     err = capsys.readouterr().err
     assert "bad.txt:1" in err and "demo_99999" in err and "bad.txt:2" in err
+
+
+def test_deepfashion_never_retrieves_the_same_person(tmp_path, monkeypatch):
+    """The stage excludes same-identity exemplars for DeepFashion without being told."""
+    from cocosnet.data.deepfashion import prepare_deepfashion
+    from cocosnet.data.prepare import write_prepared
+    from cocosnet.io import write_image
+    from cocosnet.preprocess.pose_render import write_openpose_txt
+
+    from .test_deepfashion import person
+
+    raw = tmp_path / "DeepFashion"
+    rng = np.random.default_rng(0)
+    names = [f"WOMEN/Dresses/id_0000000{p}/0{v}_1_front" for p in (1, 2, 3) for v in (1, 2)]
+    for name in names:
+        write_image(raw / "img" / f"{name}.jpg", rng.integers(0, 255, (60, 40, 3), np.uint8))
+        folder, stem = name.rsplit("/", 1)
+        write_openpose_txt(raw / "pose" / folder, stem, *person())
+    (raw / "train.txt").write_text("".join(f"img/{n}.jpg\n" for n in names[:4]))
+    (raw / "val.txt").write_text("".join(f"img/{n}.jpg\n" for n in names[4:]))
+    data = tmp_path / "data"
+    write_prepared(data / "deepfashion", prepare_deepfashion(raw, data / "deepfashion", size=32))
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"root": str(data)},
+                "index": {
+                    "datasets": ["deepfashion"],
+                    "embedding": "vgg19",
+                    "image_size": 32,
+                    "k": 3,
+                },
+            }
+        )
+    )
+    torch.manual_seed(0)
+    monkeypatch.setattr(build_module, "load_vgg19", lambda layout, wdir: VGG19(layout).eval())
+    index_stage("deepfashion", str(params))
+    rows = read_pairs(data / "deepfashion_index" / "pairs.parquet")
+    person_of = {n.replace("/", "__"): n.split("/")[2] for n in names}
+    assert rows and all(person_of[r["query"]] != person_of[r["exemplar"]] for r in rows)
