@@ -247,6 +247,126 @@ class ParallelConfig(_Section):
     dask_address: str | None = Field(None, description="existing Dask scheduler, e.g. tcp://h:8786")
 
 
+LossPresetName = Literal[
+    "paper_ade20k", "paper_celebahq_mask", "paper_celebahq_edge", "paper_deepfashion", "demo"
+]
+
+
+class LossConfig(_Section):
+    """Weights of the training objective (paper eq. 8-14; REFERENCE.md "Losses and defaults").
+
+    ``vgg``: ``auto`` uses the paper's VGG losses when the Caffe VGG19 file is registered and
+    otherwise replaces them by ``fallback_l1`` (pixel L1 on pseudo pairs) and drops the
+    contextual and perceptual terms, saying so in the run's tags; ``required`` stops without the
+    weights; ``off`` never uses them.
+    """
+
+    preset: LossPresetName | None = None
+    gan: float = Field(10.0, ge=0, description="hinge GAN, averaged over scales")
+    d_feature_matching: float = Field(10.0, ge=0, description="lambda_feat (÷ num_D inside)")
+    vgg_feature_matching: float = Field(10.0, ge=0, description="lambda_vgg on pseudo pairs")
+    fm_ratio: float = Field(0.1, ge=0, description="x lambda_vgg for VGG feature matching")
+    perceptual: float = Field(0.01, ge=0, description="MSE of the perceptual layer vs truth")
+    perceptual_layer: Literal["relu4_2", "relu5_2"] = "relu4_2"
+    contextual: float = Field(10.0, ge=0, description="contextual loss vs the exemplar")
+    contextual_relu2_2: bool = False
+    domain_alignment: float = Field(10.0, ge=0)
+    warped_mask: float = Field(0.0, ge=0, description="while the exemplar mask is visible")
+    warped_mask_after_warmup: float | None = Field(
+        None, ge=0, description="after train.mask_epoch (None: unchanged)"
+    )
+    cycle: float = Field(0.0, ge=0)
+    warp_self: float = Field(0.0, ge=0, description="L1(warped, truth) on pseudo pairs")
+    vgg: Literal["auto", "required", "off"] = "auto"
+    fallback_l1: float = Field(
+        10.0, ge=0, description="pixel L1 on pseudo pairs, only where VGG losses are off"
+    )
+
+
+LOSS_PRESETS: dict[str, dict[str, Any]] = {
+    "paper_ade20k": dict(warped_mask=100.0, cycle=0.0, fm_ratio=0.1, perceptual=0.01),
+    "paper_celebahq_mask": dict(warped_mask=100.0, cycle=0.1, fm_ratio=1.0, perceptual=0.001),
+    "paper_celebahq_edge": dict(warped_mask=0.0, cycle=1.0, fm_ratio=1.0, perceptual=0.001),
+    "paper_deepfashion": dict(warp_self=100.0, fm_ratio=1.0, perceptual=0.001),
+    # The demo trains from scratch in minutes on a CPU: the warped-mask loss carries the
+    # correspondence as in the ADE20k recipe.
+    "demo": dict(warped_mask=100.0, cycle=0.0, fm_ratio=0.1, perceptual=0.01),
+}
+
+
+class PseudoPairConfig(_Section):
+    """Random geometric distortion that turns a ground truth into its own pseudo exemplar."""
+
+    flip: bool = True
+    crop: float = Field(0.0, ge=0, le=0.9)
+    rotate: float = Field(0.0, ge=0, le=180)
+    scale: float = Field(0.0, ge=0, le=0.9)
+    translate: float = Field(0.0, ge=0, le=0.5)
+    shear: float = Field(0.0, ge=0, le=60)
+    tps: float = Field(0.0, ge=0, le=0.5)
+    tps_grid: int = Field(4, ge=2)
+
+
+class TrainConfig(_Section):
+    """The training loop (train@DS): schedule, optimisers, exemplars, checkpoints, processes."""
+
+    datasets: list[DatasetName] = Field(default_factory=lambda: ["demo"])
+    seed: int = 0
+    batch_size: int = Field(8, ge=1, description="per process")
+    niter: int = Field(100, ge=0, description="epochs at the initial learning rates")
+    niter_decay: int = Field(100, ge=0, description="epochs of linear decay to 0 after niter")
+    max_steps: int | None = Field(None, ge=1, description="stop after this many steps")
+    lr_g: float = Field(1e-4, gt=0, description="correspondence + translation (TTUR)")
+    lr_d: float = Field(4e-4, gt=0, description="discriminator (TTUR)")
+    beta1: float = Field(0.0, ge=0, lt=1)
+    beta2: float = Field(0.9, ge=0, lt=1)
+    eps_g: float = Field(1e-3, gt=0, description="Adam eps of G + correspondence (official)")
+    eps_d: float = Field(1e-8, gt=0)
+    p_hard: float = Field(0.2, ge=0, le=1, description="last-ranked retrieval as exemplar")
+    p_top1: float = Field(0.5, ge=0, le=1, description="top-1 retrieval as exemplar")
+    p_self: float = Field(0.3, ge=0, le=1, description="pseudo pair: distorted ground truth")
+    pseudo: PseudoPairConfig = PseudoPairConfig()
+    flip: bool = Field(True, description="random horizontal flips (DeepFashion: off)")
+    condition: Literal["auto", "label", "edges", "pose"] = Field(
+        "auto", description="input domain; auto: pose for deepfashion, label masks otherwise"
+    )
+    mask_epoch: int | None = Field(
+        None, ge=0, description="epochs with the exemplar mask visible; then noise (None: never)"
+    )
+    amp: Literal["auto", "bf16", "off"] = Field("auto", description="auto: bf16 on CUDA only")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    deterministic: bool = Field(True, description="deterministic kernels (resume == uninterrupted)")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
+    threads: int | None = Field(None, ge=1, description="torch intra-op threads per process")
+    checkpoint_every: int = Field(200, ge=1, description="steps")
+    keep_checkpoints: int = Field(2, ge=1)
+    resume: Literal["auto", "never"] = "auto"
+    log_every: int = Field(10, ge=1, description="steps between loss records")
+    image_every: int = Field(200, ge=1, description="steps between image grids")
+    nproc_per_node: int = Field(1, ge=1, description=">1: the stage launches torchrun")
+    nnodes: int = Field(1, ge=1)
+    rdzv_endpoint: str | None = Field(None, description="host:port for multi-node rendezvous")
+    backend: Literal["auto", "nccl", "gloo"] = "auto"
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        total = self.p_hard + self.p_top1 + self.p_self
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"p_hard + p_top1 + p_self must sum to 1 (got {total})")
+        if self.niter + self.niter_decay == 0 and self.max_steps is None:
+            raise ValueError("niter + niter_decay is 0 and max_steps is not set: nothing to train")
+        if self.nnodes > 1 and not self.rdzv_endpoint:
+            raise ValueError("nnodes > 1 needs rdzv_endpoint (host:port of the rendezvous)")
+        return self
+
+
+class TrackingConfig(_Section):
+    """MLflow: where runs go (None: sqlite mlflow.db at the repo root, absolute)."""
+
+    uri: str | None = None
+    experiment: str = Field("cocosnet", min_length=1)
+
+
 class Params(_Section):
     """The whole params.yaml (sections are added as the stages that read them land)."""
 
@@ -254,6 +374,9 @@ class Params(_Section):
     data: DataConfig = DataConfig()
     preprocess: PreprocessConfig = PreprocessConfig()
     index: IndexConfig = IndexConfig()
+    loss: LossConfig = LossConfig()
+    train: TrainConfig = TrainConfig()
+    tracking: TrackingConfig = TrackingConfig()
     parallel: ParallelConfig = ParallelConfig()
 
 
@@ -284,6 +407,23 @@ def model_config(section: Mapping[str, Any] | None = None, **overrides: Any) -> 
         raise ConfigError(_format_errors("model", err)) from None
 
 
+def loss_config(section: Mapping[str, Any] | None = None, **overrides: Any) -> LossConfig:
+    """Resolve a ``loss`` section: preset weights first, then the section's keys."""
+    values = dict(section or {})
+    values.update(overrides)
+    preset = values.get("preset")
+    if preset is not None:
+        if preset not in LOSS_PRESETS:
+            raise ConfigError(
+                f"loss.preset: unknown preset {preset!r}; known: {sorted(LOSS_PRESETS)}"
+            )
+        values = {**LOSS_PRESETS[preset], **values}
+    try:
+        return LossConfig.model_validate(values)
+    except ValidationError as err:
+        raise ConfigError(_format_errors("loss", err)) from None
+
+
 def parse_params(raw: Mapping[str, Any] | None) -> Params:
     """Validate the parsed contents of params.yaml."""
     if raw is None:
@@ -302,7 +442,8 @@ def parse_params(raw: Mapping[str, Any] | None) -> Params:
             raise ConfigError(f"{name}: expected a mapping, got {type(section).__name__}")
         sections[name] = section
     model = model_config(sections.pop("model"))
+    loss = loss_config(sections.pop("loss"))
     try:
-        return Params(model=model, **sections)
+        return Params(model=model, loss=loss, **sections)
     except ValidationError as err:
         raise ConfigError(_format_errors("", err)) from None

@@ -90,7 +90,9 @@ def warped_mask_loss(warped_mask: Tensor, input_label: Tensor, exemplar_label: T
     target = warped_mask_target(warped_mask, input_label, exemplar_label)
     if not bool((target != IGNORE_INDEX).any()):
         return (warped_mask * 0).sum()
-    return F.nll_loss(torch.log(warped_mask + 1e-10), target, ignore_index=IGNORE_INDEX)
+    # contiguous: NLLLoss2d's backward refuses the transposed layout the warp returns.
+    log_p = torch.log(warped_mask.contiguous() + 1e-10)
+    return F.nll_loss(log_p, target, ignore_index=IGNORE_INDEX)
 
 
 def warp_self_loss(warped: Tensor, ground_truth: Tensor) -> Tensor:

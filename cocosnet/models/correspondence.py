@@ -161,6 +161,41 @@ class CorrespondenceNet(nn.Module):
     def warp(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         return softmax_warp(query, key, value, self.alpha, self.warp_impl)
 
+    def _match(
+        self,
+        f_in: torch.Tensor,
+        f_ex: torch.Tensor,
+        seg: torch.Tensor,
+        ref: torch.Tensor | None,
+        hide_exemplar_label: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Descriptors of the input (query) and the exemplar (key) from the adaptor features."""
+        if self.maskmix:
+            visible = ref is not None and not hide_exemplar_label
+            ref_mix = ref if visible else 0.01 * torch.randn_like(seg)
+            f_in, f_ex = torch.cat([f_in, seg], 1), torch.cat([f_ex, ref_mix], 1)
+        # The shared block is per-sample (instance norm): both domains go through it as one batch.
+        content, reference = self.shared(torch.cat([f_in, f_ex], 0)).chunk(2, dim=0)
+        return self.descriptors(content, self.theta), self.descriptors(reference, self.phi)
+
+    def warp_label(
+        self,
+        input_label: torch.Tensor,
+        exemplar: torch.Tensor,
+        exemplar_label: torch.Tensor,
+        *,
+        hide_exemplar_label: bool = False,
+    ) -> torch.Tensor:
+        """The exemplar's label map (B x L x H x W, one-hot) warped to the input's layout on the
+        correspondence grid (B x L x h x w): what correspondence accuracy is measured on."""
+        f_in = l2_normalize(self.input_adaptor(input_label))
+        f_ex = l2_normalize(self.exemplar_adaptor(exemplar))
+        grid = f_in.shape[-2:]
+        seg = F.interpolate(input_label, size=grid, mode="nearest")
+        ref = F.interpolate(exemplar_label, size=grid, mode="nearest")
+        query, key = self._match(f_in, f_ex, seg, ref, hide_exemplar_label)
+        return _rows_to_grid(self.warp(query, key, _grid_to_rows(ref)), grid)
+
     def forward(
         self,
         input_label: torch.Tensor,
@@ -177,28 +212,18 @@ class CorrespondenceNet(nn.Module):
         and at test time without exemplar masks, it is replaced by 0.01 N(0, 1) noise) and the
         warped mask. ``real_image`` adds its adaptor features for the domain-alignment loss.
         """
-        f_in = input_features = l2_normalize(self.input_adaptor(input_label))
+        input_features = l2_normalize(self.input_adaptor(input_label))
         if real_image is None:
             f_ex, real_features = l2_normalize(self.exemplar_adaptor(exemplar)), None
         else:  # one batched pass: the adaptor's norms are per sample
             both = l2_normalize(self.exemplar_adaptor(torch.cat([exemplar, real_image], 0)))
             f_ex, real_features = both.chunk(2, dim=0)
-        grid = f_in.shape[-2:]
+        grid = input_features.shape[-2:]
         seg = F.interpolate(input_label, size=grid, mode="nearest")
         ref = None
         if exemplar_label is not None:
             ref = F.interpolate(exemplar_label, size=grid, mode="nearest")
-
-        if self.maskmix:
-            visible = ref is not None and not hide_exemplar_label
-            ref_mix = ref if visible else 0.01 * torch.randn_like(seg)
-            f_in, f_ex_mixed = torch.cat([f_in, seg], 1), torch.cat([f_ex, ref_mix], 1)
-        else:
-            f_ex_mixed = f_ex
-        # The shared block is per-sample (instance norm): both domains go through it as one batch.
-        content, reference = self.shared(torch.cat([f_in, f_ex_mixed], 0)).chunk(2, dim=0)
-        query = self.descriptors(content, self.theta)
-        key = self.descriptors(reference, self.phi)
+        query, key = self._match(input_features, f_ex, seg, ref, hide_exemplar_label)
 
         values = self._exemplar_values(exemplar)
         n_colour = values.shape[-1]

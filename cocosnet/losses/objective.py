@@ -1,0 +1,131 @@
+"""CoCosNet's training objective: the loss units combined with typed weights (eq. 8-14).
+
+:meth:`Objective.generator_terms` and :meth:`Objective.discriminator_terms` return dicts of
+*weighted* terms plus their ``total``; that dict is what gets logged. Without the Caffe VGG19
+(``vgg=None``) the VGG-based terms are not computed at all: pixel L1 on pseudo pairs
+(``fallback_l1``) stands in for VGG feature matching and perceptual loss, and there is no
+contextual loss. :attr:`Objective.loss_set` names which set a run used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..config import LossConfig
+from ..models.correspondence import CorrespondenceOutput
+from ..models.vgg import VGG19
+from .adversarial import DiscOutput, d_hinge_loss, feature_matching_loss, g_hinge_loss
+from .contextual import contextual_objective
+from .correspondence import cycle_loss, domain_alignment_loss, warp_self_loss, warped_mask_loss
+from .perceptual import DEFAULT_LAYERS, perceptual_loss, vgg_feature_matching
+
+LOSS_SET_PAPER = "paper (VGG19 feature matching, perceptual, contextual)"
+LOSS_SET_NO_VGG = (
+    "no-vgg: pixel L1 on pseudo pairs replaces VGG feature matching and perceptual loss; "
+    "no contextual loss; D feature matching and the correspondence losses as in the paper"
+)
+
+
+@dataclass
+class GeneratorInputs:
+    """Everything the generator terms look at, for one batch."""
+
+    fake: Tensor  # B x 3 x H x W
+    real: Tensor  # ground truth
+    exemplar: Tensor
+    input: Tensor  # B x C x H x W network input (one-hot masks, edges or pose)
+    exemplar_input: Tensor  # the exemplar's input in the same domain
+    is_pseudo: Tensor  # B bool: the exemplar is the distorted ground truth
+    corr: CorrespondenceOutput
+    pred_fake: DiscOutput
+    pred_real: DiscOutput
+    has_labels: bool = (
+        True  # input/exemplar_input are class masks (the warped-mask loss needs them)
+    )
+
+
+class Objective:
+    def __init__(
+        self,
+        cfg: LossConfig,
+        vgg: VGG19 | None,
+        *,
+        warp_stride: int,
+        warp_patch: bool = False,
+        warp_mask: str = "direct",
+    ):
+        if cfg.vgg == "required" and vgg is None:
+            raise ValueError("loss.vgg is 'required' but no VGG19 network was given")
+        self.cfg = cfg
+        self.vgg = vgg if cfg.vgg != "off" else None
+        self.warp_stride, self.warp_patch, self.warp_mask = warp_stride, warp_patch, warp_mask
+
+    @property
+    def loss_set(self) -> str:
+        return LOSS_SET_PAPER if self.vgg is not None else LOSS_SET_NO_VGG
+
+    def generator_terms(
+        self, x: GeneratorInputs, *, warped_mask_weight: float
+    ) -> dict[str, Tensor]:
+        cfg, terms = self.cfg, {}
+        terms["gan"] = g_hinge_loss(x.pred_fake) * cfg.gan
+        if cfg.d_feature_matching > 0:
+            terms["d_feature_matching"] = (
+                feature_matching_loss(x.pred_fake, x.pred_real) * cfg.d_feature_matching
+            )
+        pseudo = x.is_pseudo.bool()
+        any_pseudo = bool(pseudo.any())
+        if self.vgg is not None:
+            layers = set(DEFAULT_LAYERS) | {cfg.perceptual_layer}
+            fake_f = self.vgg(x.fake, layers)
+            with torch.no_grad():
+                real_f = self.vgg(x.real, layers)
+                ex_f = self.vgg(x.exemplar, layers)
+            if any_pseudo:  # feature matching only where the truth is the exemplar (eq. 8)
+                terms["vgg_feature_matching"] = vgg_feature_matching(
+                    {k: v[pseudo] for k, v in fake_f.items()},
+                    {k: v[pseudo] for k, v in real_f.items()},
+                ) * (cfg.vgg_feature_matching * cfg.fm_ratio)
+            terms["perceptual"] = (
+                perceptual_loss(fake_f, real_f, cfg.perceptual_layer) * cfg.perceptual
+            )
+            if cfg.contextual > 0:
+                terms["contextual"] = (
+                    contextual_objective(fake_f, ex_f, use_22=cfg.contextual_relu2_2)
+                    * cfg.contextual
+                )
+        elif any_pseudo and cfg.fallback_l1 > 0:
+            terms["pixel_l1"] = F.l1_loss(x.fake[pseudo], x.real[pseudo]) * cfg.fallback_l1
+        if cfg.domain_alignment > 0 and x.corr.real_features is not None:
+            terms["domain_alignment"] = (
+                domain_alignment_loss(x.corr.input_features, x.corr.real_features)
+                * cfg.domain_alignment
+            )
+        if warped_mask_weight > 0 and x.has_labels and x.corr.warped_mask is not None:
+            # 'cycle' mask: the input label went to the exemplar and back, so it is its own target.
+            ex_label = x.input if self.warp_mask == "cycle" else x.exemplar_input
+            terms["warped_mask"] = (
+                warped_mask_loss(x.corr.warped_mask, x.input, ex_label) * warped_mask_weight
+            )
+        if cfg.cycle > 0 and x.corr.cycle is not None:
+            terms["cycle"] = (
+                cycle_loss(x.corr.cycle, x.exemplar, self.warp_stride, self.warp_patch) * cfg.cycle
+            )
+        if cfg.warp_self > 0 and any_pseudo:
+            terms["warp_self"] = (
+                warp_self_loss(x.corr.warped[pseudo], x.real[pseudo]) * cfg.warp_self
+            )
+        terms["total"] = torch.stack(list(terms.values())).sum()
+        return terms
+
+    def discriminator_terms(
+        self, pred_real: DiscOutput, pred_fake: DiscOutput
+    ) -> dict[str, Tensor]:
+        d_real, d_fake = d_hinge_loss(pred_real, pred_fake)
+        terms = {"d_real": d_real * self.cfg.gan, "d_fake": d_fake * self.cfg.gan}
+        terms["total"] = terms["d_real"] + terms["d_fake"]
+        return terms

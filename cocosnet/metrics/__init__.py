@@ -1,0 +1,1 @@
+"""Evaluation metrics (FID, SWD, semantic consistency, style relevance, warp accuracy)."""

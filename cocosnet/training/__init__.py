@@ -1,0 +1,1 @@
+"""Training CoCosNet: data for a step, the G and D steps, schedules, checkpoints, the loop."""

@@ -1,0 +1,77 @@
+"""Training checkpoints: written atomically, found again by step, loaded without unpickling code.
+
+A checkpoint is a ``torch.save`` of plain containers of tensors, numbers and strings (model and
+optimiser states, RNG states, progress, the resolved config as JSON), so
+``torch.load(weights_only=True)`` reads it; anything else in the file is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from ..io import atomic_path
+
+_NAME = re.compile(r"^step_(\d{9})\.pt$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is unreadable, unsafe or from another configuration."""
+
+
+def fingerprint(config: Mapping) -> str:
+    """Digest of the settings that change what training computes (the resume key)."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def checkpoint_path(directory: str | os.PathLike, step: int) -> Path:
+    return Path(directory) / f"step_{step:09d}.pt"
+
+
+def list_checkpoints(directory: str | os.PathLike) -> list[tuple[int, Path]]:
+    """(step, path) of every checkpoint in ``directory``, oldest first."""
+    d = Path(directory)
+    if not d.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in d.iterdir() if (m := _NAME.match(p.name))]
+    return sorted(found)
+
+
+def save_checkpoint(directory: str | os.PathLike, step: int, state: Mapping, keep: int) -> Path:
+    """Write ``state`` as the checkpoint of ``step`` (temp file + rename) and keep the newest
+    ``keep`` checkpoints."""
+    path = checkpoint_path(directory, step)
+    with atomic_path(path) as tmp:
+        torch.save(dict(state), tmp)
+    for _, old in list_checkpoints(directory)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Read a checkpoint onto the CPU; a file that needs arbitrary unpickling is refused."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: not a loadable cocosnet checkpoint ({first})") from None
+    if not isinstance(state, dict) or "fingerprint" not in state or "step" not in state:
+        raise CheckpointError(f"{path}: not a cocosnet training checkpoint")
+    return state
+
+
+def resumable(directory: str | os.PathLike, key: str) -> tuple[Path, dict] | None:
+    """The newest checkpoint in ``directory`` if it was made by the configuration ``key``."""
+    found = list_checkpoints(directory)
+    if not found:
+        return None
+    state = load_checkpoint(found[-1][1])
+    return (found[-1][1], state) if state["fingerprint"] == key else None

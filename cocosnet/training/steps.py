@@ -1,0 +1,243 @@
+"""One optimisation step of each player: the generator (correspondence + translation) and the
+discriminator, with TTUR Adam, optional bf16/fp16 autocast and non-finite checks.
+
+Following the official trainer, the generator step runs first and the discriminator then sees
+the same (detached) fake. Gradients of the generator step never touch the discriminator's
+parameters (they are frozen for that pass) and vice versa.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..config import ModelConfig, TrainConfig
+from ..losses.objective import GeneratorInputs, Objective
+from ..models.correspondence import CorrespondenceNet, CorrespondenceOutput
+from ..models.discriminator import MultiscaleDiscriminator
+from ..models.translation import TranslationNet
+
+
+class NonFiniteError(FloatingPointError):
+    """A loss or gradient became NaN/inf: training stops, the last good checkpoint is kept."""
+
+
+class Generator(nn.Module):
+    """Correspondence and translation networks as one module (one DDP wrapper, one optimiser)."""
+
+    def __init__(self, corr: CorrespondenceNet, translation: TranslationNet):
+        super().__init__()
+        self.corr, self.translation = corr, translation
+
+    def forward(
+        self,
+        input: Tensor,
+        exemplar: Tensor,
+        exemplar_input: Tensor | None,
+        *,
+        hide_exemplar_label: bool = False,
+        real_image: Tensor | None = None,
+        cycle: bool = False,
+    ) -> tuple[Tensor, CorrespondenceOutput]:
+        corr = self.corr(
+            input,
+            exemplar,
+            exemplar_input,
+            hide_exemplar_label=hide_exemplar_label,
+            real_image=real_image,
+            cycle=cycle,
+        )
+        return self.translation(input, corr.warped), corr
+
+
+@dataclass
+class GeneratorResult:
+    terms: dict[str, Tensor]  # weighted loss terms (detached), "total" included
+    fake: Tensor  # detached
+    corr: CorrespondenceOutput
+
+
+def _autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return None
+    return torch.float16 if amp == "fp16" else torch.bfloat16
+
+
+def _grad_norm(params: list[nn.Parameter]) -> Tensor:
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+
+
+class Trainer:
+    """The networks, their optimisers and the two steps."""
+
+    def __init__(
+        self,
+        model_cfg: ModelConfig,
+        train_cfg: TrainConfig,
+        objective: Objective,
+        generator: Generator,
+        discriminator: MultiscaleDiscriminator,
+        *,
+        device: torch.device,
+        ddp: bool = False,
+    ):
+        self.model_cfg, self.cfg, self.objective, self.device = (
+            model_cfg,
+            train_cfg,
+            objective,
+            device,
+        )
+        self.generator, self.discriminator = generator.to(device), discriminator.to(device)
+        self.g_params = [p for p in self.generator.parameters() if p.requires_grad]
+        self.d_params = [p for p in self.discriminator.parameters() if p.requires_grad]
+        self.opt_g = torch.optim.Adam(
+            self.g_params,
+            lr=train_cfg.lr_g,
+            betas=(train_cfg.beta1, train_cfg.beta2),
+            eps=train_cfg.eps_g,
+        )
+        self.opt_d = torch.optim.Adam(
+            self.d_params,
+            lr=train_cfg.lr_d,
+            betas=(train_cfg.beta1, train_cfg.beta2),
+            eps=train_cfg.eps_d,
+        )
+        self.amp_dtype = _autocast_dtype(train_cfg.amp, device)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
+        # DDP wrappers average gradients across processes; the bare modules stay reachable for
+        # checkpoints and for the frozen discriminator pass of the generator step.
+        self.g_run: nn.Module = self.generator
+        self.d_run: nn.Module = self.discriminator
+        if ddp:
+            ids = [device.index] if device.type == "cuda" else None
+            self.g_run = nn.parallel.DistributedDataParallel(self.generator, device_ids=ids)
+            self.d_run = nn.parallel.DistributedDataParallel(self.discriminator, device_ids=ids)
+        self.step = 0
+        # Turns a local flag into "true on any process", so every rank stops together instead of
+        # the others waiting forever in the next all-reduce (set by the loop under DDP).
+        self.any_process: Callable[[bool], bool] = lambda flag: flag
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def set_lr_factor(self, factor: float) -> None:
+        """Linear decay after ``niter`` (official update_learning_rate), both players alike."""
+        for group in self.opt_g.param_groups:
+            group["lr"] = self.cfg.lr_g * factor
+        for group in self.opt_d.param_groups:
+            group["lr"] = self.cfg.lr_d * factor
+
+    def generator_step(
+        self, batch: dict[str, Tensor], *, hide_exemplar_label: bool, warped_mask_weight: float
+    ) -> GeneratorResult:
+        obj = self.objective
+        self.discriminator.requires_grad_(False)
+        self.opt_g.zero_grad(set_to_none=True)
+        with self._autocast():
+            fake, corr = self.g_run(
+                batch["input"],
+                batch["exemplar"],
+                batch["exemplar_input"],
+                hide_exemplar_label=hide_exemplar_label,
+                real_image=batch["image"] if obj.cfg.domain_alignment > 0 else None,
+                cycle=obj.cfg.cycle > 0,
+            )
+            # Fake and real through the discriminator as one batch (official).
+            d_in = torch.cat(
+                [
+                    torch.cat([batch["input"], fake], 1),
+                    torch.cat([batch["input"], batch["image"]], 1),
+                ],
+                0,
+            )
+            pred = self.discriminator(d_in)
+        b = fake.shape[0]
+        pred_fake = [[f[:b].float() for f in scale] for scale in pred]
+        pred_real = [[f[b:].float() for f in scale] for scale in pred]
+        terms = obj.generator_terms(
+            GeneratorInputs(
+                fake=fake.float(),
+                real=batch["image"],
+                exemplar=batch["exemplar"],
+                input=batch["input"],
+                exemplar_input=batch["exemplar_input"],
+                is_pseudo=batch["is_pseudo"],
+                corr=corr,
+                pred_fake=pred_fake,
+                pred_real=pred_real,
+                has_labels=bool((batch["label"] >= 0).all()),
+            ),
+            warped_mask_weight=warped_mask_weight,
+        )
+        self._check_finite("generator", terms)
+        self.scaler.scale(terms["total"]).backward()
+        self.scaler.unscale_(self.opt_g)
+        self._check_grads("generator", self.g_params)
+        self.scaler.step(self.opt_g)
+        self.discriminator.requires_grad_(True)
+        return GeneratorResult({k: v.detach() for k, v in terms.items()}, fake.detach(), corr)
+
+    def discriminator_step(self, batch: dict[str, Tensor], fake: Tensor) -> dict[str, Tensor]:
+        self.opt_d.zero_grad(set_to_none=True)
+        with self._autocast():
+            d_in = torch.cat(
+                [
+                    torch.cat([batch["input"], fake.detach()], 1),
+                    torch.cat([batch["input"], batch["image"]], 1),
+                ],
+                0,
+            )
+            pred = self.d_run(d_in)
+        b = fake.shape[0]
+        terms = self.objective.discriminator_terms(
+            [[f[b:].float() for f in scale] for scale in pred],
+            [[f[:b].float() for f in scale] for scale in pred],
+        )
+        self._check_finite("discriminator", terms)
+        self.scaler.scale(terms["total"]).backward()
+        self.scaler.unscale_(self.opt_d)
+        self._check_grads("discriminator", self.d_params)
+        self.scaler.step(self.opt_d)
+        self.scaler.update()
+        return {k: v.detach() for k, v in terms.items()}
+
+    def _check_finite(self, who: str, terms: dict[str, Tensor]) -> None:
+        bad = [k for k, v in terms.items() if not torch.isfinite(v).all()]
+        if self.any_process(bool(bad)):
+            raise NonFiniteError(
+                f"step {self.step}: non-finite {who} loss term(s) {bad or '(on another process)'}"
+            )
+
+    def _check_grads(self, who: str, params: list[nn.Parameter]) -> None:
+        # With fp16 the scaler skips steps with inf gradients by design; otherwise stop.
+        if self.scaler.is_enabled():
+            return
+        norm = _grad_norm(params)
+        if self.any_process(not bool(torch.isfinite(norm))):
+            raise NonFiniteError(f"step {self.step}: non-finite {who} gradients (norm {norm})")
+
+    def state_dict(self) -> dict:
+        return {
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "scaler": self.scaler.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.load_state_dict(state["generator"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
