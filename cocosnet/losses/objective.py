@@ -77,19 +77,27 @@ class Objective:
             terms["d_feature_matching"] = (
                 feature_matching_loss(x.pred_fake, x.pred_real) * cfg.d_feature_matching
             )
+        # Pseudo-pair terms are 0 for a batch without pseudo pairs, so that every batch (and
+        # every process) reports the same terms.
         pseudo = x.is_pseudo.bool()
         any_pseudo = bool(pseudo.any())
+        zero = x.fake.new_zeros(())
         if self.vgg is not None:
             layers = set(DEFAULT_LAYERS) | {cfg.perceptual_layer}
             fake_f = self.vgg(x.fake, layers)
             with torch.no_grad():
                 real_f = self.vgg(x.real, layers)
                 ex_f = self.vgg(x.exemplar, layers)
-            if any_pseudo:  # feature matching only where the truth is the exemplar (eq. 8)
-                terms["vgg_feature_matching"] = vgg_feature_matching(
+            # Feature matching only where the truth is the exemplar (eq. 8).
+            terms["vgg_feature_matching"] = (
+                vgg_feature_matching(
                     {k: v[pseudo] for k, v in fake_f.items()},
                     {k: v[pseudo] for k, v in real_f.items()},
-                ) * (cfg.vgg_feature_matching * cfg.fm_ratio)
+                )
+                * (cfg.vgg_feature_matching * cfg.fm_ratio)
+                if any_pseudo
+                else zero
+            )
             terms["perceptual"] = (
                 perceptual_loss(fake_f, real_f, cfg.perceptual_layer) * cfg.perceptual
             )
@@ -98,8 +106,10 @@ class Objective:
                     contextual_objective(fake_f, ex_f, use_22=cfg.contextual_relu2_2)
                     * cfg.contextual
                 )
-        elif any_pseudo and cfg.fallback_l1 > 0:
-            terms["pixel_l1"] = F.l1_loss(x.fake[pseudo], x.real[pseudo]) * cfg.fallback_l1
+        elif cfg.fallback_l1 > 0:
+            terms["pixel_l1"] = (
+                F.l1_loss(x.fake[pseudo], x.real[pseudo]) * cfg.fallback_l1 if any_pseudo else zero
+            )
         if cfg.domain_alignment > 0 and x.corr.real_features is not None:
             terms["domain_alignment"] = (
                 domain_alignment_loss(x.corr.input_features, x.corr.real_features)
@@ -115,9 +125,11 @@ class Objective:
             terms["cycle"] = (
                 cycle_loss(x.corr.cycle, x.exemplar, self.warp_stride, self.warp_patch) * cfg.cycle
             )
-        if cfg.warp_self > 0 and any_pseudo:
+        if cfg.warp_self > 0:
             terms["warp_self"] = (
                 warp_self_loss(x.corr.warped[pseudo], x.real[pseudo]) * cfg.warp_self
+                if any_pseudo
+                else zero
             )
         terms["total"] = torch.stack(list(terms.values())).sum()
         return terms

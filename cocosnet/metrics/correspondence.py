@@ -45,12 +45,15 @@ class WarpAccuracy:
         target = _nearest(input_ids, (h, w))
         ex = _nearest(exemplar_ids, (h, w))
         pred = warped_label.argmax(1)
-        valid = torch.ones_like(target, dtype=torch.bool)
+        valid = (target >= 0) & (target < num_classes)
         if self.ignore_class is not None:
             valid &= target != self.ignore_class
-        present = torch.zeros(b, num_classes, dtype=torch.bool, device=target.device)
-        present.scatter_(1, ex.reshape(b, -1), True)
-        reachable = torch.gather(present, 1, target.reshape(b, -1)).reshape(b, h, w) & valid
+        # Classes present in each exemplar (ids outside the channels, e.g. 255, are not classes).
+        ex_valid = ((ex >= 0) & (ex < num_classes)).reshape(b, -1).long()
+        counts = torch.zeros(b, num_classes, dtype=torch.long, device=target.device)
+        counts.scatter_add_(1, ex.clamp(0, num_classes - 1).reshape(b, -1), ex_valid)
+        safe = target.clamp(0, num_classes - 1).reshape(b, -1)
+        reachable = torch.gather(counts > 0, 1, safe).reshape(b, h, w) & valid
         objects = torch.isin(target, torch.tensor(list(self.object_classes), device=target.device))
         objects &= reachable
         c = self.counts

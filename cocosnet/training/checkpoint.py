@@ -46,12 +46,13 @@ def list_checkpoints(directory: str | os.PathLike) -> list[tuple[int, Path]]:
 
 
 def save_checkpoint(directory: str | os.PathLike, step: int, state: Mapping, keep: int) -> Path:
-    """Write ``state`` as the checkpoint of ``step`` (temp file + rename) and keep the newest
-    ``keep`` checkpoints."""
+    """Write ``state`` as the checkpoint of ``step`` (temp file + rename); of the others, keep
+    the newest ``keep - 1``. The file just written is never the one removed."""
     path = checkpoint_path(directory, step)
     with atomic_path(path) as tmp:
         torch.save(dict(state), tmp)
-    for _, old in list_checkpoints(directory)[:-keep]:
+    others = [p for _, p in list_checkpoints(directory) if p != path]
+    for old in others[: max(0, len(others) - (keep - 1))]:
         old.unlink(missing_ok=True)
     return path
 

@@ -56,6 +56,8 @@ class TrainResult:
     export_dir: Path | None = None
     resumed_from: int | None = None
     seconds: float = 0.0
+    generator: Generator | None = None  # the trained networks (this process's replica)
+    discriminator: torch.nn.Module | None = None
 
 
 class Tracking:
@@ -214,10 +216,10 @@ def _train(
                 "config": json.dumps(resolved_config, default=str),
                 "run_id": run_id or "",
             }
-            path = save_checkpoint(ckpt_dir, trainer.step, state, cfg.keep_checkpoints)
-            for old in stale:
+            for old in stale:  # not resumable by this configuration
                 old.unlink(missing_ok=True)
             stale.clear()
+            path = save_checkpoint(ckpt_dir, trainer.step, state, cfg.keep_checkpoints)
         if info.distributed:
             torch.distributed.barrier()
         return path
@@ -241,6 +243,9 @@ def _train(
                 batch_sampler=batches,
                 num_workers=cfg.num_workers,
                 pin_memory=device.type == "cuda",
+                # Its own generator: a loader seeds its workers from the global RNG otherwise,
+                # which would make a resumed epoch draw different noise than an uninterrupted one.
+                generator=torch.Generator().manual_seed(cfg.seed + epoch),
             )
             trainer.set_lr_factor(lr_factor(epoch, cfg.niter, cfg.niter_decay))
             hide = exemplar_label_hidden(epoch, cfg.mask_epoch)
@@ -297,6 +302,8 @@ def _train(
         export_dir=export_dir,
         resumed_from=resumed_from,
         seconds=time.perf_counter() - start,
+        generator=trainer.generator,
+        discriminator=trainer.discriminator,
     )
 
 
