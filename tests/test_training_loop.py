@@ -190,3 +190,37 @@ def test_torchrun_command_for_one_node_and_many():
     cmd = torchrun_command(p.train, ["stages.train", "demo"])
     assert "--nnodes=2" in cmd and "--rdzv-endpoint=node0:29500" in cmd
     assert "--standalone" not in cmd
+
+
+def test_train_stage_tracks_the_run_in_mlflow(data_root, tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from stages.train import main as train_stage
+
+    raw = _params(max_steps=2, image_every=1)
+    raw["data"] = {"root": str(data_root)}
+    raw["train"]["datasets"] = ["demo"]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    raw["tracking"] = {"uri": uri, "experiment": "test"}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path)
+    train_stage("demo", "params.yaml", str(tmp_path / "no-weights"))
+    summary = json.loads((tmp_path / "metrics" / "train_demo.json").read_text())
+    assert summary["steps"] == 2 and "no-vgg" in summary["losses"]
+    assert "loss.vgg is off" in summary["vgg_losses_off_reason"]
+    held_out = summary["held_out"]
+    assert 0 <= held_out["warp_accuracy_baseline"] <= held_out["warp_accuracy_upper_bound"] <= 1
+    curve = (tmp_path / "metrics" / "train_curve_demo.csv").read_text().splitlines()
+    assert curve[0].startswith("step,") and len(curve) == 3
+    client = MlflowClient(uri)
+    run = client.get_run(summary["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["losses"] == summary["losses"]
+    assert run.data.tags["dvc_stage"] == "train@demo"
+    assert run.data.params["train.batch_size"] == "2"
+    history = client.get_metric_history(run.info.run_id, "G/total")
+    assert [m.step for m in history] == [1, 2]
+    images = [a.path for a in client.list_artifacts(run.info.run_id, "images")]
+    assert len(images) == 2
+    model = [a.path for a in client.list_artifacts(run.info.run_id, "model/export")]
+    assert "model/export/model.json" in model

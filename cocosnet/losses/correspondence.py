@@ -57,11 +57,14 @@ def _class_ids(label: Tensor) -> Tensor:
     return label.argmax(dim=1)
 
 
-def warped_mask_target(warped_mask: Tensor, input_label: Tensor, exemplar_label: Tensor) -> Tensor:
+def warped_mask_target(
+    warped_mask: Tensor, input_label: Tensor, exemplar_label: Tensor, ignore_class: int | None = 0
+) -> Tensor:
     """Per-pixel target class ids (``B x h x w``) for :func:`warped_mask_loss`.
 
-    The input label is nearest-downsampled to the warped mask's grid; pixels of class 0 and of
-    classes absent from the exemplar label are set to :data:`IGNORE_INDEX`.
+    The input label is nearest-downsampled to the warped mask's grid; pixels of ``ignore_class``
+    (official: 0, ADE20k's "other"; None for datasets whose class 0 is real) and of classes
+    absent from the exemplar label are set to :data:`IGNORE_INDEX`.
     """
     b, num_classes, h, w = warped_mask.shape
     label = input_label if input_label.dim() == 4 else input_label.unsqueeze(1)
@@ -72,22 +75,26 @@ def warped_mask_target(warped_mask: Tensor, input_label: Tensor, exemplar_label:
     present.scatter_(1, ex.reshape(b, -1).clamp(0, num_classes - 1).to(present.device), True)
     if target.min() < 0 or target.max() >= num_classes:
         raise ValueError("input label has class ids outside the warped mask's channels")
-    keep = torch.gather(present, 1, target.reshape(b, -1)).reshape(b, h, w) & (target != 0)
+    keep = torch.gather(present, 1, target.reshape(b, -1)).reshape(b, h, w)
+    if ignore_class is not None:
+        keep &= target != ignore_class
     return torch.where(keep, target, torch.full_like(target, IGNORE_INDEX))
 
 
-def warped_mask_loss(warped_mask: Tensor, input_label: Tensor, exemplar_label: Tensor) -> Tensor:
+def warped_mask_loss(
+    warped_mask: Tensor, input_label: Tensor, exemplar_label: Tensor, ignore_class: int | None = 0
+) -> Tensor:
     """Official 'direct' warped-mask loss.
 
     ``warped_mask`` is the exemplar's one-hot label warped by the correspondence
     (``B x L x h x w``, channels sum to 1); it is scored with
     ``F.nll_loss(torch.log(warped_mask + 1e-10), target)`` against the input's class ids at
-    the same resolution, ignoring class-0 pixels and classes absent from the exemplar label.
+    the same resolution, ignoring ``ignore_class`` pixels and classes absent from the exemplar.
     Returns 0 when every pixel is ignored.
     """
     if warped_mask.dim() != 4:
         raise ValueError(f"warped_mask must be B x L x h x w, got {tuple(warped_mask.shape)}")
-    target = warped_mask_target(warped_mask, input_label, exemplar_label)
+    target = warped_mask_target(warped_mask, input_label, exemplar_label, ignore_class)
     if not bool((target != IGNORE_INDEX).any()):
         return (warped_mask * 0).sum()
     # contiguous: NLLLoss2d's backward refuses the transposed layout the warp returns.

@@ -119,7 +119,10 @@ class Objective:
             # 'cycle' mask: the input label went to the exemplar and back, so it is its own target.
             ex_label = x.input if self.warp_mask == "cycle" else x.exemplar_input
             terms["warped_mask"] = (
-                warped_mask_loss(x.corr.warped_mask, x.input, ex_label) * warped_mask_weight
+                warped_mask_loss(
+                    x.corr.warped_mask, x.input, ex_label, cfg.warped_mask_ignore_class
+                )
+                * warped_mask_weight
             )
         if cfg.cycle > 0 and x.corr.cycle is not None:
             terms["cycle"] = (

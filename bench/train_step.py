@@ -1,0 +1,136 @@
+"""Benchmark: seconds per training step (generator step + discriminator step), fused vs naive warp.
+
+Cases: the tiny `demo` preset at its training batch size, and the paper ADE20k preset at batch 1,
+each with the warp `naive` (materialised correlation, the baseline) and `fused`, in the same run
+on the same machine. Inputs are random label maps and photos (a step costs the same whatever the
+pixels); the paper case also runs the VGG19 losses with a randomly initialised VGG19, which costs
+what the pretrained one does (timing only: no number here is a loss value). Prints fused/naive
+ratios and writes bench/results/train_step.json (or the file given by --out).
+
+    python bench/train_step.py                  # demo (B8) and paper_ade20k (B1), 3 timed steps
+    python bench/train_step.py --cases demo --steps 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from cocosnet.config import loss_config, model_config, parse_params
+from cocosnet.losses.objective import Objective
+from cocosnet.models.factory import build_correspondence, build_discriminator, build_translation
+from cocosnet.models.vgg import VGG19
+from cocosnet.training.steps import Generator, Trainer
+
+RESULTS = Path(__file__).resolve().parent / "results" / "train_step.json"
+CASES = {
+    "demo": dict(model="demo", loss="demo", batch=8, vgg=False),
+    "paper_ade20k": dict(model="paper_ade20k", loss="paper_ade20k", batch=1, vgg=True),
+}
+
+
+def _batch(semantic_nc: int, size: int, batch: int, device: torch.device) -> dict:
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, semantic_nc, (batch, size // 8, size // 8), generator=g)
+    ids = ids.repeat_interleave(8, 1).repeat_interleave(8, 2)
+    onehot = torch.nn.functional.one_hot(ids, semantic_nc).permute(0, 3, 1, 2).float()
+    photo = torch.rand(batch, 3, size, size, generator=g) * 2 - 1
+    out = {
+        "input": onehot,
+        "image": photo,
+        "label": ids,
+        "exemplar": photo.flip(-1),
+        "exemplar_input": onehot.flip(-1),
+        "exemplar_label": ids.flip(-1),
+        "is_pseudo": torch.arange(batch) % 3 == 0,
+    }
+    return {k: v.to(device) for k, v in out.items()}
+
+
+def time_case(name: str, impl: str, steps: int, device: torch.device) -> dict:
+    case = CASES[name]
+    mcfg = model_config({"preset": case["model"], "warp_impl": impl})
+    lcfg = loss_config({"preset": case["loss"], "vgg": "auto" if case["vgg"] else "off"})
+    tcfg = parse_params({"train": {"batch_size": case["batch"], "deterministic": False}}).train
+    torch.manual_seed(0)
+    vgg = VGG19("caffe").eval().requires_grad_(False).to(device) if case["vgg"] else None
+    objective = Objective(
+        lcfg,
+        vgg,
+        warp_stride=mcfg.warp_stride,
+        warp_patch=mcfg.warp_patch,
+        warp_mask=mcfg.warp_mask,
+    )
+    trainer = Trainer(
+        mcfg,
+        tcfg,
+        objective,
+        Generator(build_correspondence(mcfg), build_translation(mcfg)),
+        build_discriminator(mcfg),
+        device=device,
+    )
+    batch = _batch(mcfg.semantic_nc, mcfg.image_size, case["batch"], device)
+    times = []
+    for i in range(steps + 1):  # the first step warms up allocators and kernels
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        g = trainer.generator_step(batch, hide_exemplar_label=False, warped_mask_weight=100.0)
+        trainer.discriminator_step(batch, g.fake)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i:
+            times.append(time.perf_counter() - start)
+    return {
+        "case": name,
+        "warp_impl": impl,
+        "batch": case["batch"],
+        "image_size": mcfg.image_size,
+        "corr_size": mcfg.corr_size,
+        "vgg_losses": case["vgg"],
+        "steps": steps,
+        "s_per_step_median": statistics.median(times),
+        "s_per_step_all": times,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    rows = []
+    for name in args.cases:
+        for impl in ("naive", "fused"):
+            row = time_case(name, impl, args.steps, device)
+            rows.append(row)
+            print(f"{name:14s} {impl:6s} B{row['batch']}: {row['s_per_step_median']:.3f} s/step")
+        naive, fused = rows[-2]["s_per_step_median"], rows[-1]["s_per_step_median"]
+        print(f"{name:14s} fused/naive time ratio: {fused / naive:.3f}")
+    result = {
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "torch": torch.__version__,
+        },
+        "results": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
