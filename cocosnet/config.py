@@ -338,7 +338,9 @@ class TrainConfig(_Section):
     mask_epoch: int | None = Field(
         None, ge=0, description="epochs with the exemplar mask visible; then noise (None: never)"
     )
-    amp: Literal["auto", "bf16", "off"] = Field("auto", description="auto: bf16 on CUDA only")
+    amp: Literal["auto", "bf16", "fp16", "off"] = Field(
+        "auto", description="auto: bf16 on CUDA, off on CPU; fp16 uses a gradient scaler"
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     deterministic: bool = Field(True, description="deterministic kernels (resume == uninterrupted)")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")

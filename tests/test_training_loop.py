@@ -224,3 +224,39 @@ def test_train_stage_tracks_the_run_in_mlflow(data_root, tmp_path, monkeypatch):
     assert len(images) == 2
     model = [a.path for a in client.list_artifacts(run.info.run_id, "model/export")]
     assert "model/export/model.json" in model
+
+
+def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(
+    data_root, tmp_path, monkeypatch
+):
+    from cocosnet.losses.objective import Objective
+    from cocosnet.training.steps import NonFiniteError
+
+    real = Objective.generator_terms
+    calls = {"n": 0}
+
+    def poisoned(self, x, **kw):
+        terms = real(self, x, **kw)
+        calls["n"] += 1
+        if calls["n"] == 3:  # the third generator step produces NaN
+            terms["gan"] = terms["gan"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(Objective, "generator_terms", poisoned)
+    p = parse_params(_params(max_steps=5))
+    examples = training_examples("demo", data_root, semantic_nc=8, image_size=64, cfg=p.train)
+    messages = []
+    with pytest.raises(
+        NonFiniteError, match=r"step 2: non-finite generator loss term\(s\) \['gan'\]"
+    ):
+        train(
+            examples,
+            model_cfg=p.model,
+            loss_cfg=p.loss,
+            cfg=p.train,
+            out_dir=tmp_path,
+            log=messages.append,
+        )
+    assert [s for s, _ in list_checkpoints(tmp_path / "checkpoints")] == [1, 2]
+    assert "last good checkpoint is kept" in messages[-1] and "step_000000002" in messages[-1]
+    assert not (tmp_path / "export").exists()

@@ -94,6 +94,12 @@ class Trainer:
             objective,
             device,
         )
+        if ddp and device.type == "cuda":
+            # Batch statistics over all GPUs where the config uses batch norm (the official SPADE
+            # "syncbatch" norms when positional normalisation is off); SyncBatchNorm needs CUDA,
+            # so CPU processes keep per-process statistics.
+            generator = nn.SyncBatchNorm.convert_sync_batchnorm(generator)
+            discriminator = nn.SyncBatchNorm.convert_sync_batchnorm(discriminator)
         self.generator, self.discriminator = generator.to(device), discriminator.to(device)
         self.g_params = [p for p in self.generator.parameters() if p.requires_grad]
         self.d_params = [p for p in self.discriminator.parameters() if p.requires_grad]
@@ -117,6 +123,7 @@ class Trainer:
         self.d_run: nn.Module = self.discriminator
         if ddp:
             ids = [device.index] if device.type == "cuda" else None
+
             self.g_run = nn.parallel.DistributedDataParallel(self.generator, device_ids=ids)
             self.d_run = nn.parallel.DistributedDataParallel(self.discriminator, device_ids=ids)
         self.step = 0
