@@ -8,6 +8,7 @@ networks, optimisers, scaler, RNG states and progress.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from ..config import LossConfig, ModelConfig, TrainConfig
 from ..losses.objective import Objective
@@ -30,6 +32,7 @@ from .schedule import exemplar_label_hidden, lr_factor, warped_mask_weight
 from .steps import Generator, NonFiniteError, Trainer
 
 CHECKPOINTS = "checkpoints"
+_COMPUTATION_CODE = ("models", "losses", "training")
 EXPORT = "export"
 # Settings that do not change what is computed: a checkpoint stays resumable across them.
 _NOT_FINGERPRINTED = {
@@ -68,10 +71,29 @@ class Tracking:
     def set_tags(self, tags: Mapping[str, str]) -> None: ...
 
 
+def code_digest() -> str:
+    """Digest of the source that defines what a step computes (networks, losses, training)."""
+    package = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for sub in _COMPUTATION_CODE:
+        for path in sorted((package / sub).rglob("*.py")):
+            digest.update(path.relative_to(package).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def training_fingerprint(model_cfg: ModelConfig, loss_cfg: LossConfig, cfg: TrainConfig) -> str:
+    """What a checkpoint must share with this run to be resumed: the settings that change what is
+    computed and the code that computes it (after a code change DVC reruns the stage, and the
+    result must come from the new code, not from an old finished checkpoint)."""
     train = {k: v for k, v in cfg.model_dump().items() if k not in _NOT_FINGERPRINTED}
     return fingerprint(
-        {"model": model_cfg.model_dump(), "loss": loss_cfg.model_dump(), "train": train}
+        {
+            "model": model_cfg.model_dump(),
+            "loss": loss_cfg.model_dump(),
+            "train": train,
+            "code": code_digest(),
+        }
     )
 
 
@@ -226,6 +248,9 @@ def _train(
 
     last_ckpt, stopped = None, "finished"
     epochs_started = trainer.step // spe
+    progress = tqdm(
+        total=total, initial=trainer.step, desc="train", unit="step", disable=not info.is_main
+    )
     try:
         while trainer.step < total:
             epoch = trainer.step // spe
@@ -259,6 +284,7 @@ def _train(
                 d = trainer.discriminator_step(batch, g.fake)
                 trainer.step += 1
                 step = trainer.step
+                progress.update()
                 if step % cfg.log_every == 0 or step == total:
                     values = dist_utils.mean_across(
                         {f"G/{k}": v for k, v in g.terms.items()}
@@ -271,6 +297,7 @@ def _train(
                         "exemplar_label_hidden": float(hide),
                     }
                     history.append({"step": float(step)} | values)
+                    progress.set_postfix(G=f"{values['G/total']:.3g}", D=f"{values['D/total']:.3g}")
                     if tracker is not None:
                         tracker.log_metrics(values, step)
                 if tracker is not None and (step % cfg.image_every == 0 or step == total):
@@ -289,6 +316,8 @@ def _train(
     except NonFiniteError as err:
         log(f"train: {err}; the last good checkpoint is kept ({last_ckpt or 'none yet'})")
         raise
+    finally:
+        progress.close()
     export_dir = None
     if stopped == "finished" and info.is_main:
         export_dir = save_generator(out_dir / EXPORT, model_cfg, corr, gen)
