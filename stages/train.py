@@ -26,9 +26,9 @@ from cocosnet.metrics.correspondence import warp_accuracy
 from cocosnet.models.vgg import load_vgg19
 from cocosnet.preprocess.demo import BUILDING, OBJECT, ROCK, VEGETATION
 from cocosnet.training import distributed
-from cocosnet.training.checkpoint import resumable
+from cocosnet.training.checkpoint import resumable, training_fingerprint
 from cocosnet.training.data import default_condition, heldout_pairs, training_examples
-from cocosnet.training.loop import CHECKPOINTS, TrainResult, train, training_fingerprint
+from cocosnet.training.loop import CHECKPOINTS, TrainResult, train
 from cocosnet.weights import WeightsError
 
 REPO = Path(__file__).resolve().parent.parent

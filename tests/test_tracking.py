@@ -19,9 +19,9 @@ from cocosnet.tracking import (
     default_tracking_uri,
     flatten_params,
     git_commit,
-    image_grid,
     resolve_tracking_uri,
 )
+from cocosnet.visualize import image_grid
 
 
 @pytest.fixture(scope="module")

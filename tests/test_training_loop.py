@@ -263,13 +263,13 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(
 
 
 def test_resume_key_covers_settings_and_code_but_not_bookkeeping(monkeypatch):
-    from cocosnet.training import loop
+    from cocosnet.training import checkpoint
 
     p = parse_params(_params())
-    key = loop.training_fingerprint(p.model, p.loss, p.train)
+    key = checkpoint.training_fingerprint(p.model, p.loss, p.train)
     longer = parse_params(_params(max_steps=50, checkpoint_every=7, log_every=3))
-    assert loop.training_fingerprint(longer.model, longer.loss, longer.train) == key
+    assert checkpoint.training_fingerprint(longer.model, longer.loss, longer.train) == key
     other_lr = parse_params(_params(lr_g=3e-4))
-    assert loop.training_fingerprint(other_lr.model, other_lr.loss, other_lr.train) != key
-    monkeypatch.setattr(loop, "code_digest", lambda: "edited")
-    assert loop.training_fingerprint(p.model, p.loss, p.train) != key
+    assert checkpoint.training_fingerprint(other_lr.model, other_lr.loss, other_lr.train) != key
+    monkeypatch.setattr(checkpoint, "code_digest", lambda: "edited")
+    assert checkpoint.training_fingerprint(p.model, p.loss, p.train) != key

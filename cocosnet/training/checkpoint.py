@@ -17,9 +17,23 @@ from pathlib import Path
 
 import torch
 
+from ..config import LossConfig, ModelConfig, TrainConfig
 from ..io import atomic_path
 
 _NAME = re.compile(r"^step_(\d{9})\.pt$")
+_COMPUTATION_CODE = ("models", "losses", "training")  # packages whose source defines a step
+# Settings that do not change what is computed: a checkpoint stays resumable across them.
+_NOT_FINGERPRINTED = {
+    "max_steps",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "resume",
+    "log_every",
+    "image_every",
+    "num_workers",
+    "threads",
+    "datasets",
+}
 
 
 class CheckpointError(ValueError):
@@ -76,3 +90,29 @@ def resumable(directory: str | os.PathLike, key: str) -> tuple[Path, dict] | Non
         return None
     state = load_checkpoint(found[-1][1])
     return (found[-1][1], state) if state["fingerprint"] == key else None
+
+
+def code_digest() -> str:
+    """Digest of the source that defines what a step computes (networks, losses, training)."""
+    package = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for sub in _COMPUTATION_CODE:
+        for path in sorted((package / sub).rglob("*.py")):
+            digest.update(path.relative_to(package).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def training_fingerprint(model_cfg: ModelConfig, loss_cfg: LossConfig, cfg: TrainConfig) -> str:
+    """What a checkpoint must share with this run to be resumed: the settings that change what is
+    computed and the code that computes it (after a code change DVC reruns the stage, and the
+    result must come from the new code, not from an old finished checkpoint)."""
+    train = {k: v for k, v in cfg.model_dump().items() if k not in _NOT_FINGERPRINTED}
+    return fingerprint(
+        {
+            "model": model_cfg.model_dump(),
+            "loss": loss_cfg.model_dump(),
+            "train": train,
+            "code": code_digest(),
+        }
+    )

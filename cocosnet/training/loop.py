@@ -8,7 +8,6 @@ networks, optimisers, scaler, RNG states and progress.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -24,28 +23,16 @@ from ..losses.objective import Objective
 from ..models.export import save_generator
 from ..models.factory import build_correspondence, build_discriminator, build_translation
 from ..models.vgg import VGG19
+from ..visualize import image_grid
 from . import distributed as dist_utils
-from .checkpoint import fingerprint, list_checkpoints, resumable, save_checkpoint
+from .checkpoint import list_checkpoints, resumable, save_checkpoint, training_fingerprint
 from .data import TrainingExamples, epoch_batches, steps_per_epoch
 from .distributed import DistInfo
 from .schedule import exemplar_label_hidden, lr_factor, warped_mask_weight
 from .steps import Generator, NonFiniteError, Trainer
 
 CHECKPOINTS = "checkpoints"
-_COMPUTATION_CODE = ("models", "losses", "training")
 EXPORT = "export"
-# Settings that do not change what is computed: a checkpoint stays resumable across them.
-_NOT_FINGERPRINTED = {
-    "max_steps",
-    "checkpoint_every",
-    "keep_checkpoints",
-    "resume",
-    "log_every",
-    "image_every",
-    "num_workers",
-    "threads",
-    "datasets",
-}
 
 
 @dataclass
@@ -69,32 +56,6 @@ class Tracking:
     def log_metrics(self, values: Mapping[str, float], step: int) -> None: ...
     def log_image(self, image: Any, name: str, step: int) -> None: ...
     def set_tags(self, tags: Mapping[str, str]) -> None: ...
-
-
-def code_digest() -> str:
-    """Digest of the source that defines what a step computes (networks, losses, training)."""
-    package = Path(__file__).resolve().parent.parent
-    digest = hashlib.sha256()
-    for sub in _COMPUTATION_CODE:
-        for path in sorted((package / sub).rglob("*.py")):
-            digest.update(path.relative_to(package).as_posix().encode() + b"\0")
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def training_fingerprint(model_cfg: ModelConfig, loss_cfg: LossConfig, cfg: TrainConfig) -> str:
-    """What a checkpoint must share with this run to be resumed: the settings that change what is
-    computed and the code that computes it (after a code change DVC reruns the stage, and the
-    result must come from the new code, not from an old finished checkpoint)."""
-    train = {k: v for k, v in cfg.model_dump().items() if k not in _NOT_FINGERPRINTED}
-    return fingerprint(
-        {
-            "model": model_cfg.model_dump(),
-            "loss": loss_cfg.model_dump(),
-            "train": train,
-            "code": code_digest(),
-        }
-    )
 
 
 def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -337,8 +298,6 @@ def _train(
 
 
 def _grid(batch: dict[str, torch.Tensor], g) -> Any:
-    from ..tracking import image_grid  # MLflow is imported only where a tracker exists
-
     return image_grid(
         [batch["input"], batch["exemplar"], g.corr.warped.detach(), g.fake, batch["image"]]
     )
