@@ -399,36 +399,29 @@ def _format_errors(section: str, err: ValidationError) -> str:
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 
-def model_config(section: Mapping[str, Any] | None = None, **overrides: Any) -> ModelConfig:
-    """Resolve a ``model`` section: preset values first, then the section's keys, then overrides."""
-    values = dict(section or {})
-    values.update(overrides)
+def _with_preset(
+    name: str, cls: type[_Section], presets: Mapping[str, Mapping[str, Any]], values: dict
+) -> Any:
+    """Validate a section whose ``preset`` values come first and its own keys override them."""
     preset = values.get("preset")
     if preset is not None:
-        if preset not in PRESETS:
-            raise ConfigError(f"model.preset: unknown preset {preset!r}; known: {sorted(PRESETS)}")
-        values = {**PRESETS[preset], **values}
+        if preset not in presets:
+            raise ConfigError(f"{name}.preset: unknown preset {preset!r}; known: {sorted(presets)}")
+        values = {**presets[preset], **values}
     try:
-        return ModelConfig.model_validate(values)
+        return cls.model_validate(values)
     except ValidationError as err:
-        raise ConfigError(_format_errors("model", err)) from None
+        raise ConfigError(_format_errors(name, err)) from None
+
+
+def model_config(section: Mapping[str, Any] | None = None, **overrides: Any) -> ModelConfig:
+    """Resolve a ``model`` section: preset values first, then the section's keys, then overrides."""
+    return _with_preset("model", ModelConfig, PRESETS, {**(section or {}), **overrides})
 
 
 def loss_config(section: Mapping[str, Any] | None = None, **overrides: Any) -> LossConfig:
     """Resolve a ``loss`` section: preset weights first, then the section's keys."""
-    values = dict(section or {})
-    values.update(overrides)
-    preset = values.get("preset")
-    if preset is not None:
-        if preset not in LOSS_PRESETS:
-            raise ConfigError(
-                f"loss.preset: unknown preset {preset!r}; known: {sorted(LOSS_PRESETS)}"
-            )
-        values = {**LOSS_PRESETS[preset], **values}
-    try:
-        return LossConfig.model_validate(values)
-    except ValidationError as err:
-        raise ConfigError(_format_errors("loss", err)) from None
+    return _with_preset("loss", LossConfig, LOSS_PRESETS, {**(section or {}), **overrides})
 
 
 def parse_params(raw: Mapping[str, Any] | None) -> Params:

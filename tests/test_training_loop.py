@@ -63,6 +63,13 @@ def _params(**train):
     return raw
 
 
+def _train_tiny(data_root, out_dir, p, **kw):
+    """Run the loop in this process on the tiny demo data with parsed params ``p``."""
+    examples = training_examples("demo", data_root, semantic_nc=8, image_size=64, cfg=p.train)
+    kw.setdefault("log", lambda m: None)
+    return train(examples, model_cfg=p.model, loss_cfg=p.loss, cfg=p.train, out_dir=out_dir, **kw)
+
+
 def _worker(data_root, out_dir, overrides, *, torchrun: int = 0, **popen):
     args = ["-m", "tests.train_worker", str(data_root), str(out_dir), json.dumps(overrides)]
     if torchrun:
@@ -76,21 +83,13 @@ def _worker(data_root, out_dir, overrides, *, torchrun: int = 0, **popen):
 
 def test_a_few_steps_train_every_sub_network(data_root, tmp_path):
     p = parse_params(_params())
-    examples = training_examples("demo", data_root, semantic_nc=8, image_size=64, cfg=p.train)
     torch.manual_seed(p.train.seed)  # the loop builds the networks from the same seed
     init = {
         "corr": build_correspondence(p.model).state_dict(),
         "translation": build_translation(p.model).state_dict(),
         "disc": build_discriminator(p.model).state_dict(),
     }
-    result = train(
-        examples,
-        model_cfg=p.model,
-        loss_cfg=p.loss,
-        cfg=p.train,
-        out_dir=tmp_path,
-        log=lambda m: None,
-    )
+    result = _train_tiny(data_root, tmp_path, p)
     assert result.steps == 3 and result.stopped == "finished"
     assert len(result.history) == 3
     for row in result.history:
@@ -166,16 +165,7 @@ def test_killed_training_resumes_to_the_same_weights(data_root, tmp_path):
 def test_sigterm_writes_a_checkpoint_and_stops(data_root, tmp_path):
     stops = iter([False, True])
     p = parse_params(_params(max_steps=5, checkpoint_every=100))
-    examples = training_examples("demo", data_root, semantic_nc=8, image_size=64, cfg=p.train)
-    result = train(
-        examples,
-        model_cfg=p.model,
-        loss_cfg=p.loss,
-        cfg=p.train,
-        out_dir=tmp_path,
-        stop_requested=lambda: next(stops),
-        log=lambda m: None,
-    )
+    result = _train_tiny(data_root, tmp_path, p, stop_requested=lambda: next(stops))
     assert result.stopped == "interrupted" and result.steps == 2
     assert [s for s, _ in list_checkpoints(tmp_path / "checkpoints")] == [2]
     assert result.export_dir is None
@@ -244,19 +234,11 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(
 
     monkeypatch.setattr(Objective, "generator_terms", poisoned)
     p = parse_params(_params(max_steps=5))
-    examples = training_examples("demo", data_root, semantic_nc=8, image_size=64, cfg=p.train)
     messages = []
     with pytest.raises(
         NonFiniteError, match=r"step 2: non-finite generator loss term\(s\) \['gan'\]"
     ):
-        train(
-            examples,
-            model_cfg=p.model,
-            loss_cfg=p.loss,
-            cfg=p.train,
-            out_dir=tmp_path,
-            log=messages.append,
-        )
+        _train_tiny(data_root, tmp_path, p, log=messages.append)
     assert [s for s, _ in list_checkpoints(tmp_path / "checkpoints")] == [1, 2]
     assert "last good checkpoint is kept" in messages[-1] and "step_000000002" in messages[-1]
     assert not (tmp_path / "export").exists()

@@ -128,6 +128,23 @@ def _crop_flip(
     return inp.contiguous(), img.clamp(-1, 1).contiguous(), lab.contiguous()
 
 
+Crop = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # input, image, label of one sample
+
+
+def _example(index: int, query: Crop, exemplar: Crop, pseudo: bool) -> dict[str, torch.Tensor]:
+    """The batch entry of one (query, exemplar) pair: the keys the training steps read."""
+    return {
+        "index": torch.tensor(index),
+        "input": query[0],
+        "image": query[1],
+        "label": query[2],
+        "exemplar_input": exemplar[0],
+        "exemplar": exemplar[1],
+        "exemplar_label": exemplar[2],
+        "is_pseudo": torch.tensor(pseudo),
+    }
+
+
 class TrainingExamples(torch.utils.data.Dataset):
     """Examples of one epoch: call :meth:`set_epoch` before iterating (like DistributedSampler)."""
 
@@ -173,16 +190,7 @@ class TrainingExamples(torch.utils.data.Dataset):
             semantic = torch.cat([inp, lab[None].float()], 0)[None]
             ex_img, warped = distort(grid, img[None], semantic)
             ex_img, ex_inp, ex_lab = ex_img[0], warped[0, :-1], warped[0, -1].long()
-        return {
-            "index": torch.tensor(index),
-            "input": inp,
-            "image": img,
-            "label": lab,
-            "exemplar": ex_img,
-            "exemplar_input": ex_inp,
-            "exemplar_label": ex_lab,
-            "is_pseudo": torch.tensor(kind == "self"),
-        }
+        return _example(index, (inp, img, lab), (ex_inp, ex_img, ex_lab), kind == "self")
 
 
 def epoch_batches(
@@ -236,16 +244,7 @@ class PairExamples(torch.utils.data.Dataset):
         query, exemplar = self.pairs[index]
         inp, img, lab = _center_crop(self.source(self.rows[query]), self.size)
         ex_inp, ex_img, ex_lab = _center_crop(self.source(self.rows[exemplar]), self.size)
-        return {
-            "index": torch.tensor(index),
-            "input": inp,
-            "image": img,
-            "label": lab,
-            "exemplar": ex_img,
-            "exemplar_input": ex_inp,
-            "exemplar_label": ex_lab,
-            "is_pseudo": torch.tensor(query == exemplar),
-        }
+        return _example(index, (inp, img, lab), (ex_inp, ex_img, ex_lab), query == exemplar)
 
 
 def training_examples(
