@@ -52,6 +52,23 @@ def _pairs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from .metrics.registry import MetricOptions, evaluate, folder_inputs
+
+    inputs = folder_inputs(
+        args.real, args.fake, args.labels, args.exemplars, args.exemplar_labels, args.num_classes
+    )
+    options = MetricOptions(
+        weights_dir=args.weights_dir,
+        device=args.device,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
+    result = evaluate([args.metric], inputs, options)[args.metric]
+    print(json.dumps({"metric": args.metric} | result, indent=2))
+    return 3 if "skipped" in result else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cocosnet", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -93,6 +110,24 @@ def build_parser() -> argparse.ArgumentParser:
     exp_pairs.add_argument("--split", default="val")
     exp_pairs.add_argument("--out", required=True)
     pairs.set_defaults(func=_pairs)
+
+    from .metrics.registry import METRICS
+
+    ev = sub.add_parser(
+        "evaluate", help="one metric on folders of images (files matched by name), as JSON"
+    )
+    ev.add_argument("metric", choices=sorted(METRICS))
+    ev.add_argument("--real", help="ground-truth images")
+    ev.add_argument("--fake", help="generated images")
+    ev.add_argument("--labels", help="class-id maps of the inputs (semantic/style metrics)")
+    ev.add_argument("--exemplars", help="exemplar photos (style relevance)")
+    ev.add_argument("--exemplar-labels", help="class-id maps of the exemplars (style relevance)")
+    ev.add_argument("--num-classes", type=int, help="classes of the label maps")
+    ev.add_argument("--weights-dir", default="weights")
+    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--batch-size", type=int, default=16)
+    ev.add_argument("--seed", type=int, default=0, help="SWD sampling")
+    ev.set_defaults(func=_evaluate)
     return parser
 
 

@@ -367,6 +367,37 @@ class TrainConfig(_Section):
         return self
 
 
+MetricName = Literal["fid", "swd", "semantic_consistency", "style_relevance", "warp_accuracy"]
+
+
+class EvalConfig(_Section):
+    """Evaluation (evaluate@DS): which split, how outputs are stored, which metrics."""
+
+    datasets: list[DatasetName] = Field(default_factory=lambda: ["demo"])
+    split: str = Field("val", min_length=1)
+    metrics: list[MetricName] = Field(
+        default_factory=lambda: [
+            "fid",
+            "swd",
+            "semantic_consistency",
+            "style_relevance",
+            "warp_accuracy",
+        ]
+    )
+    image_format: Literal["png", "jpg"] = Field(
+        "png", description="format of the translated images: part of the FID protocol"
+    )
+    jpeg_quality: int = Field(95, ge=1, le=100)
+    exemplar_mask: Literal["auto", "given", "hidden"] = Field(
+        "auto",
+        description="give the exemplar's mask to the correspondence network or noise; auto: "
+        "hidden when training replaced it by noise (train.mask_epoch set)",
+    )
+    batch_size: int = Field(16, ge=1)
+    seed: int = Field(0, description="SWD sampling and the hidden-mask noise")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
 class TrackingConfig(_Section):
     """MLflow: where runs go (None: sqlite mlflow.db at the repo root, absolute)."""
 
@@ -383,6 +414,7 @@ class Params(_Section):
     index: IndexConfig = IndexConfig()
     loss: LossConfig = LossConfig()
     train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
     tracking: TrackingConfig = TrackingConfig()
     parallel: ParallelConfig = ParallelConfig()
 

@@ -57,10 +57,15 @@ REGISTRY: dict[str, WeightSpec] = {
         ),
         WeightSpec(
             "inception_fid",
-            "pt_inception-2015-12-05-6726825d.pth",
-            "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
-            "pt_inception-2015-12-05-6726825d.pth",
-            "InceptionV3 with the TF FID weights (pytorch-fid / torch-fidelity)",
+            "weights-inception-2015-12-05-6726825d.pth",
+            "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+            "weights-inception-2015-12-05-6726825d.pth",
+            "InceptionV3 with the TF 2015-12-05 FID weights, torch-fidelity's file "
+            "(torch_fidelity.feature_extractor_inceptionv3.URL_INCEPTION_V3)",
+            # Not published by torch-fidelity; the digest that independent public records give for
+            # this file (95,628,359 bytes; the same bytes as pytorch-fid's pt_inception-...-6726825d
+            # .pth). It starts with the 8 hex digits in the file name, the pytorch-fid convention.
+            sha256="6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2",
             sha256_prefix="6726825d",
         ),
         WeightSpec(

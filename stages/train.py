@@ -164,7 +164,8 @@ def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "wei
     if condition == "label":
         acc = _held_out_accuracy(params, dataset, result.export_dir)
         summary["held_out"] = acc
-        tracker.log_metrics({f"eval/{k}": float(v) for k, v in acc.items()}, result.steps)
+        numbers = {f"eval/{k}": float(v) for k, v in acc.items() if isinstance(v, int | float)}
+        tracker.log_metrics({k: v for k, v in numbers.items() if v == v}, result.steps)
     tracker.log_artifact(result.export_dir, "model")
     if result.checkpoint is not None:
         tracker.log_artifact(result.checkpoint, "checkpoints")

@@ -31,6 +31,7 @@ class WarpAccuracy:
 
     object_classes: Sequence[int] = ()
     ignore_class: int | None = None
+    per_class: dict[int, list[int]] = field(default_factory=dict)  # class: [pixels, correct]
     counts: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(
             ("pixels", "correct", "baseline", "reachable", "object_pixels", "object_correct"), 0
@@ -63,6 +64,12 @@ class WarpAccuracy:
         c["reachable"] += int(reachable.sum())
         c["object_pixels"] += int(objects.sum())
         c["object_correct"] += int(((pred == target) & objects).sum())
+        hits = ((pred == target) & valid).reshape(-1)
+        ids = target.reshape(-1)[valid.reshape(-1)]
+        for k, n in zip(*torch.unique(ids, return_counts=True), strict=True):
+            self.per_class.setdefault(int(k), [0, 0])[0] += int(n)
+        for k, n in zip(*torch.unique(target.reshape(-1)[hits], return_counts=True), strict=True):
+            self.per_class.setdefault(int(k), [0, 0])[1] += int(n)
 
     def result(self) -> dict[str, float | int]:
         c = self.counts
@@ -80,6 +87,10 @@ class WarpAccuracy:
             "gap_closed": (acc - base) / gap if gap > 0 else float("nan"),
             "pairs_pixels": c["pixels"],
             "object_pixels": c["object_pixels"],
+            "per_class": {
+                k: {"pixels": n, "accuracy": hit / n}
+                for k, (n, hit) in sorted(self.per_class.items())
+            },
         }
 
 

@@ -1,0 +1,280 @@
+"""Fréchet Inception Distance: Inception pool3 features -> float64 statistics -> distance.
+
+Features come from torch-fidelity's InceptionV3 (the TF 2015-12-05 FID weights; its TF1-style
+bilinear resize to 299 and (x - 128) / 128 scaling, float32 inside), so our numbers follow the
+original TF FID; pytorch-fid, which the CoCosNet authors used, resizes with PyTorch's bilinear
+interpolation and can differ slightly. Statistics are streamed in float64 (count, sum, sum of
+outer products) so batch size does not matter; the distance is pytorch-fid's (scipy ``sqrtm``).
+The image format is part of the protocol (REFERENCE.md: JPEG vs PNG moves CelebA-HQ FID by 2.6):
+this module scores whatever files it is given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+import zipfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import linalg
+
+from .. import weights
+from ..io import atomic_path, read_image
+
+WEIGHTS_NAME = "inception_fid"
+FEATURE_LAYER = "2048"  # torch-fidelity's name for the pool3 features
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# Bump when anything that changes features or statistics changes; part of every cache key.
+PROTOCOL = "fid/torch-fidelity-inceptionv3/pool3/float32/v1"
+
+
+def _torch_fidelity_inception(state: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """torch-fidelity's InceptionV3 holding ``state``, without letting it unpickle any file."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    # Its __init__ always runs torch.load(path, weights_only=False) on the path it is given (or
+    # downloads when given none). A file read twice could also be swapped between our check and
+    # its load. So it gets no file: it gets an in-memory buffer that we wrote here with
+    # torch.save from plain tensors already loaded with weights_only=True. The only pickle it
+    # unpickles is ours; nothing is read from disk again or written to it.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    try:
+        return FeatureExtractorInceptionV3(
+            "inception-v3-compat", [FEATURE_LAYER], feature_extractor_weights_path=buffer
+        )
+    except RuntimeError as err:  # load_state_dict: missing / unexpected keys, wrong shapes
+        raise weights.WeightsError(
+            f"{WEIGHTS_NAME}: not torch-fidelity's InceptionV3 layout ({str(err)[:300]})"
+        ) from None
+
+
+class InceptionFeatures:
+    """Pool3 (2048-d) features of uint8 RGB images, with torch-fidelity's resize and scaling."""
+
+    def __init__(self, weights_dir: str | Path, device: str | torch.device = "cpu") -> None:
+        path = weights.resolve(WEIGHTS_NAME, weights_dir)
+        data = path.read_bytes()
+        # The digest of the bytes actually loaded (resolve checked the file a moment earlier).
+        self.weights_sha256 = hashlib.sha256(data).hexdigest()
+        try:
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - refused pickle or corrupt archive
+            raise weights.WeightsError(
+                f"{path}: not a loadable tensor state dict ({err})"
+            ) from None
+        if not isinstance(state, dict) or not all(
+            isinstance(k, str) and type(v) is torch.Tensor for k, v in state.items()
+        ):
+            raise weights.WeightsError(f"{path}: expected a dict of tensors")
+        self.device = torch.device(device)
+        self.model = _torch_fidelity_inception(state).to(self.device)
+
+    @torch.inference_mode()
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """N x 3 x H x W uint8 -> N x 2048 float64 (any H, W: resized to 299 inside)."""
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(
+                f"expected N x 3 x H x W uint8 images, got {tuple(images.shape)} {images.dtype}"
+            )
+        (features,) = self.model(images.to(self.device))
+        return features.to("cpu", torch.float64)
+
+
+class FeatureStats:
+    """Count, sum and sum of outer products of feature vectors in float64; mergeable."""
+
+    def __init__(self, dim: int | None = None) -> None:
+        self.count = 0
+        self._sum = None if dim is None else np.zeros(dim)
+        self._outer = None if dim is None else np.zeros((dim, dim))
+
+    def update(self, features: torch.Tensor | np.ndarray) -> None:
+        if isinstance(features, torch.Tensor):
+            features = features.detach().cpu().numpy()
+        x = np.asarray(features, dtype=np.float64)
+        if x.ndim != 2:
+            raise ValueError(f"features must be N x D, got shape {x.shape}")
+        if self._sum is None:
+            self._sum, self._outer = np.zeros(x.shape[1]), np.zeros((x.shape[1],) * 2)
+        elif x.shape[1] != self._sum.shape[0]:
+            raise ValueError(f"features have {x.shape[1]} dims, the statistics {self.dim}")
+        self.count += x.shape[0]
+        self._sum += x.sum(axis=0)
+        self._outer += x.T @ x
+
+    @property
+    def dim(self) -> int | None:
+        return None if self._sum is None else self._sum.shape[0]
+
+    def merge(self, other: FeatureStats) -> None:
+        """Add another set's statistics (e.g. another shard's) to these."""
+        if other._sum is None:
+            return
+        if self._sum is None:
+            self._sum, self._outer = np.zeros_like(other._sum), np.zeros_like(other._outer)
+        elif other.dim != self.dim:
+            raise ValueError(f"cannot merge {other.dim}-d statistics into {self.dim}-d ones")
+        self.count += other.count
+        self._sum += other._sum
+        self._outer += other._outer
+
+    def mean_cov(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and unbiased covariance (N - 1, as np.cov in pytorch-fid and torch-fidelity)."""
+        if self.count < 2:
+            raise ValueError(f"a covariance needs at least 2 feature vectors, got {self.count}")
+        n = self.count
+        mu = self._sum / n
+        sigma = (self._outer - n * np.outer(mu, mu)) / (n - 1)
+        return mu, sigma
+
+    def save(self, path: str | Path, key: str) -> None:
+        """Write to an .npz file, tagged with ``key`` (a hash of the inputs they came from)."""
+        if self._sum is None:
+            raise ValueError("no features to save")
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(
+                fh, key=np.str_(key), count=np.int64(self.count), sum=self._sum, outer=self._outer
+            )
+
+    @classmethod
+    def load(cls, path: str | Path, key: str) -> FeatureStats | None:
+        """Statistics saved with the same ``key``; None if the file is absent or for other
+        inputs. A file that is not such statistics is a ValueError."""
+        path = Path(path)
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if str(data["key"]) != key:
+                    return None
+                count, total, outer = int(data["count"]), data["sum"], data["outer"]
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
+            raise ValueError(f"{path}: not saved FeatureStats ({err})") from None
+        if total.ndim != 1 or outer.shape != (total.shape[0],) * 2:
+            raise ValueError(f"{path}: inconsistent FeatureStats shapes")
+        stats = cls()
+        stats.count = count
+        stats._sum, stats._outer = total.astype(np.float64), outer.astype(np.float64)
+        return stats
+
+
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
+) -> float:
+    """||mu1 - mu2||² + Tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^½), as pytorch-fid computes it."""
+    mu1, mu2 = (np.atleast_1d(np.asarray(m, np.float64)) for m in (mu1, mu2))
+    sigma1, sigma2 = (np.atleast_2d(np.asarray(s, np.float64)) for s in (sigma1, sigma2))
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != mu1.shape * 2:
+        raise ValueError(
+            f"mismatched statistics: {mu1.shape}, {sigma1.shape} vs {mu2.shape}, {sigma2.shape}"
+        )
+    diff = mu1 - mu2
+    with warnings.catch_warnings():
+        # Singular products are normal with fewer images than dimensions; checked below.
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(sigma1 @ sigma2)
+        if not np.isfinite(covmean).all():
+            # pytorch-fid's fallback: add eps to the diagonals and try again.
+            warnings.warn(
+                f"sqrtm of the covariance product is not finite; adding {eps} to the diagonals",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            offset = np.eye(sigma1.shape[0]) * eps
+            covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        # Numerical noise gives tiny imaginary parts; large ones mean the inputs are not
+        # covariances (pytorch-fid's tolerance).
+        imaginary = np.abs(np.diagonal(covmean).imag).max()
+        if imaginary > 1e-3:
+            raise ValueError(f"sqrtm of the covariance product has imaginary part {imaginary:g}")
+        covmean = covmean.real
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+
+
+def image_files(folder: str | Path) -> list[Path]:
+    """The PNG / JPEG files directly in ``folder``, sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder")
+    return sorted(
+        (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+        key=lambda p: p.name,
+    )
+
+
+def _same_shape_runs(images: Sequence[np.ndarray]) -> list[list[np.ndarray]]:
+    """Consecutive images grouped by size, so that each group stacks into one batch."""
+    runs: list[list[np.ndarray]] = []
+    for image in images:
+        if runs and runs[-1][0].shape == image.shape:
+            runs[-1].append(image)
+        else:
+            runs.append([image])
+    return runs
+
+
+def image_folder_stats(
+    folder: str | Path,
+    features: Callable[[torch.Tensor], torch.Tensor],
+    batch_size: int = 50,
+) -> FeatureStats:
+    """Feature statistics of every PNG / JPEG file in ``folder`` (read as RGB uint8)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    files = image_files(folder)
+    if not files:
+        raise ValueError(f"{folder} holds no PNG or JPEG images")
+    stats = FeatureStats()
+    for start in range(0, len(files), batch_size):
+        images = [read_image(f) for f in files[start : start + batch_size]]
+        for run in _same_shape_runs(images):
+            stats.update(features(torch.from_numpy(np.stack(run)).permute(0, 3, 1, 2)))
+    return stats
+
+
+def inputs_key(files: Sequence[Path], weights_sha256: str) -> str:
+    """Hash of everything reference statistics depend on: file names and bytes, the weights,
+    torch-fidelity's version and this module's protocol."""
+    import torch_fidelity
+
+    digest = hashlib.sha256(
+        f"{PROTOCOL}\ntorch-fidelity {torch_fidelity.__version__}\n{weights_sha256}\n".encode()
+    )
+    for f in files:
+        digest.update(f"{f.name}\0{weights.sha256_of(f)}\n".encode())
+    return digest.hexdigest()
+
+
+def fid_folders(
+    real_dir: str | Path,
+    fake_dir: str | Path,
+    weights_dir: str | Path,
+    *,
+    batch_size: int = 50,  # images per Inception forward
+    device: str = "cpu",
+    real_stats_cache: Path | None = None,  # .npz reused while the real images are unchanged
+) -> dict:
+    """FID between the images of two folders."""
+    features = InceptionFeatures(weights_dir, device)
+    real = key = None
+    if real_stats_cache is not None:
+        key = inputs_key(image_files(real_dir), features.weights_sha256)
+        real = FeatureStats.load(real_stats_cache, key)
+    if real is None:
+        real = image_folder_stats(real_dir, features, batch_size)
+        if real_stats_cache is not None:
+            real.save(real_stats_cache, key)
+    fake = image_folder_stats(fake_dir, features, batch_size)
+    return {
+        "fid": frechet_distance(*real.mean_cov(), *fake.mean_cov()),
+        "real_images": real.count,
+        "fake_images": fake.count,
+        "weights_sha256": features.weights_sha256,
+    }

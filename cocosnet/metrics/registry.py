@@ -1,0 +1,222 @@
+"""The image metrics behind one interface: each reads folders of images (matched by file stem)
+and returns a dict of numbers, or is reported as skipped with the reason (missing pretrained
+weights, missing label maps) — never computed with random weights.
+
+| metric | reads | weights |
+|---|---|---|
+| fid | real, fake | inception_fid (torch-fidelity's InceptionV3) |
+| swd | real, fake | none |
+| semantic_consistency | real, fake, label | vgg19_caffe |
+| style_relevance | fake, exemplar, label, exemplar_label | vgg19_caffe |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.sample import image_to_tensor
+from ..io import read_image, read_label
+from ..weights import WeightsError, resolve, sha256_of
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+@dataclass(frozen=True)
+class MetricInputs:
+    """Folders of one evaluation; files are matched by stem (``<id>.png`` / ``<id>.jpg``)."""
+
+    real: Path | None = None
+    fake: Path | None = None
+    label: Path | None = None
+    exemplar: Path | None = None
+    exemplar_label: Path | None = None
+    num_classes: int | None = None
+
+
+@dataclass(frozen=True)
+class MetricOptions:
+    weights_dir: Path = Path("weights")
+    device: str = "cpu"
+    batch_size: int = 16
+    seed: int = 0
+    cache_dir: Path | None = None  # where FID reference statistics are kept
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    inputs: tuple[str, ...]
+    weights: tuple[str, ...]
+    run: Callable[[MetricInputs, MetricOptions], dict] = field(repr=False)
+
+
+def stems(folder: Path) -> dict[str, Path]:
+    """``{stem: path}`` of the images in ``folder`` (refusing two files with one stem)."""
+    found: dict[str, Path] = {}
+    for path in sorted(Path(folder).iterdir()):
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+            if path.stem in found:
+                raise ValueError(f"{folder}: two images named {path.stem!r}")
+            found[path.stem] = path
+    if not found:
+        raise ValueError(f"{folder}: no PNG/JPEG images")
+    return found
+
+
+def matched(inputs: MetricInputs, names: Sequence[str]) -> list[dict[str, Path]]:
+    """One ``{folder name: path}`` per id present in every named folder; mismatches are errors."""
+    listings = {n: stems(getattr(inputs, n)) for n in names}
+    ids = set.intersection(*(set(v) for v in listings.values()))
+    for n, listing in listings.items():
+        extra = sorted(set(listing) - ids)
+        if extra:
+            raise ValueError(
+                f"{getattr(inputs, n)}: {len(extra)} image(s) have no counterpart, e.g. {extra[:3]}"
+            )
+    return [{n: listings[n][i] for n in names} for i in sorted(ids)]
+
+
+def _batches(
+    rows: list[dict[str, Path]], batch_size: int, device: str
+) -> Iterator[dict[str, torch.Tensor]]:
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        out: dict[str, torch.Tensor] = {}
+        for name in chunk[0]:
+            if name.endswith("label"):
+                arrays = [torch.from_numpy(read_label(r[name]).astype(np.int64)) for r in chunk]
+            else:
+                arrays = [image_to_tensor(read_image(r[name])) for r in chunk]
+            out[name] = torch.stack(arrays).to(device)
+        yield out
+
+
+def _vgg(options: MetricOptions):
+    from ..models.vgg import load_vgg19
+
+    return load_vgg19("caffe", options.weights_dir).to(options.device)
+
+
+def _fid(inputs: MetricInputs, options: MetricOptions) -> dict:
+    from .fid import fid_folders
+
+    cache = options.cache_dir / "fid_real_stats.npz" if options.cache_dir else None
+    return fid_folders(
+        inputs.real,
+        inputs.fake,
+        options.weights_dir,
+        batch_size=options.batch_size,
+        device=options.device,
+        real_stats_cache=cache,
+    )
+
+
+def _swd(inputs: MetricInputs, options: MetricOptions) -> dict:
+    from .swd import swd_folders
+
+    return swd_folders(inputs.real, inputs.fake, seed=options.seed)
+
+
+def _semantic(inputs: MetricInputs, options: MetricOptions) -> dict:
+    from .semantic import SemanticConsistency
+
+    meter = SemanticConsistency(_vgg(options), inputs.num_classes)
+    rows = matched(inputs, ("fake", "real", "label"))
+    for b in _batches(rows, options.batch_size, options.device):
+        meter.update(b["fake"], b["real"], b["label"])
+    return meter.result()
+
+
+def _style(inputs: MetricInputs, options: MetricOptions) -> dict:
+    from .style import StyleRelevance
+
+    meter = StyleRelevance(_vgg(options), inputs.num_classes)
+    rows = matched(inputs, ("fake", "exemplar", "label", "exemplar_label"))
+    for b in _batches(rows, options.batch_size, options.device):
+        meter.update(b["fake"], b["exemplar"], b["label"], b["exemplar_label"])
+    return meter.result()
+
+
+METRICS: dict[str, MetricSpec] = {
+    s.name: s
+    for s in (
+        MetricSpec("fid", ("real", "fake"), ("inception_fid",), _fid),
+        MetricSpec("swd", ("real", "fake"), (), _swd),
+        MetricSpec("semantic_consistency", ("real", "fake", "label"), ("vgg19_caffe",), _semantic),
+        MetricSpec(
+            "style_relevance",
+            ("fake", "exemplar", "label", "exemplar_label"),
+            ("vgg19_caffe",),
+            _style,
+        ),
+    )
+}
+
+
+def missing(spec: MetricSpec, inputs: MetricInputs, options: MetricOptions) -> str | None:
+    """Why ``spec`` cannot run on these inputs (None when it can)."""
+    absent = [n for n in spec.inputs if getattr(inputs, n) is None]
+    if absent:
+        return f"needs the {', '.join(absent)} folder(s)"
+    if "label" in spec.inputs and not inputs.num_classes:
+        return "needs the number of classes of the label maps"
+    for name in spec.weights:
+        try:
+            resolve(name, options.weights_dir)
+        except WeightsError as err:
+            return str(err).splitlines()[0]
+    return None
+
+
+def weights_digests(spec: MetricSpec, options: MetricOptions) -> dict[str, str]:
+    return {n: sha256_of(resolve(n, options.weights_dir)) for n in spec.weights}
+
+
+def evaluate(names: Sequence[str], inputs: MetricInputs, options: MetricOptions) -> dict[str, dict]:
+    """Run the named metrics; each result is its numbers plus ``weights_sha256``, or
+    ``{"skipped": reason}``."""
+    unknown = sorted(set(names) - set(METRICS))
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; known: {sorted(METRICS)}")
+    results = {}
+    for name in names:
+        spec = METRICS[name]
+        reason = missing(spec, inputs, options)
+        if reason is not None:
+            results[name] = {"skipped": reason}
+            continue
+        results[name] = spec.run(inputs, options) | {
+            "weights_sha256": weights_digests(spec, options)
+        }
+    return results
+
+
+def folder_inputs(
+    real: str | os.PathLike | None = None,
+    fake: str | os.PathLike | None = None,
+    label: str | os.PathLike | None = None,
+    exemplar: str | os.PathLike | None = None,
+    exemplar_label: str | os.PathLike | None = None,
+    num_classes: int | None = None,
+) -> MetricInputs:
+    """MetricInputs from paths, each checked to be a folder."""
+    paths = {
+        "real": real,
+        "fake": fake,
+        "label": label,
+        "exemplar": exemplar,
+        "exemplar_label": exemplar_label,
+    }
+    for name, p in paths.items():
+        if p is not None and not Path(p).is_dir():
+            raise ValueError(f"--{name.replace('_', '-')}: {p} is not a folder")
+    return MetricInputs(
+        **{k: Path(v) if v is not None else None for k, v in paths.items()},
+        num_classes=num_classes,
+    )
