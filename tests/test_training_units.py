@@ -428,9 +428,17 @@ def test_streaming_updates_match_one_batch():
     meter = WarpAccuracy(object_classes=(2,))
     for i in range(3):
         meter.update(warped[i : i + 1], inp[i : i + 1], ex[i : i + 1])
-    assert meter.result() == pytest.approx(
-        _accuracy(warped, inp, ex, object_classes=(2,)), nan_ok=True
-    )
+    streamed, whole = meter.result(), _accuracy(warped, inp, ex, object_classes=(2,))
+    assert streamed.pop("per_class") == whole.pop("per_class")
+    assert streamed == pytest.approx(whole, nan_ok=True)
+
+
+def test_per_class_accuracy_counts_each_class():
+    inp = _ids([[1, 1, 2, 2]] * 4)
+    ex = _ids([[2, 2, 1, 1]] * 4)
+    warped = _onehot(_ids([[1, 2, 2, 1]] * 4))  # half right for each class
+    per_class = _accuracy(warped, inp, ex)["per_class"]
+    assert per_class == {1: {"pixels": 8, "accuracy": 0.5}, 2: {"pixels": 8, "accuracy": 0.5}}
 
 
 # --- params sections --------------------------------------------------------------------------
