@@ -16,13 +16,12 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from machine import torch_machine  # bench/machine.py, beside this script
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
 from cocosnet.metrics.fid import FeatureStats, frechet_distance
@@ -164,12 +163,7 @@ def main() -> None:
             f"{r['metric']:22s} {r['time_ratio_vs_fastest']:.2f}x the time of {fastest['metric']}"
         )
     result = {
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-        },
+        "machine": torch_machine("cpu"),
         "note": "random-init networks of the real architectures: timing only",
         "results": rows,
         "fid_frechet_distance_seconds": distance,

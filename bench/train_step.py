@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from machine import torch_machine  # bench/machine.py, beside this script
 
 from cocosnet.config import loss_config, model_config, parse_params
 from cocosnet.losses.objective import Objective
@@ -118,13 +117,7 @@ def main() -> None:
         naive, fused = rows[-2]["s_per_step_median"], rows[-1]["s_per_step_median"]
         print(f"{name:14s} fused/naive time ratio: {fused / naive:.3f}")
     result = {
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "torch": torch.__version__,
-        },
+        "machine": torch_machine(device),
         "results": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
