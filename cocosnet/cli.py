@@ -69,6 +69,22 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 3 if "skipped" in result else 0
 
 
+def _plots(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from .plots import render
+
+    def dvc_json(*cmd: str) -> dict:
+        proc = subprocess.run(["dvc", *cmd, "--json"], capture_output=True, text=True)
+        if proc.returncode != 0 and not proc.stdout.strip():
+            raise ValueError(f"dvc {' '.join(cmd)} failed: {proc.stderr.strip()}")
+        return json.loads(proc.stdout)
+
+    index, problems = render(dvc_json("plots", "show"), dvc_json("metrics", "show"), args.out)
+    print(json.dumps({"page": str(index), "not_loaded": problems}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cocosnet", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -128,6 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=int, default=16)
     ev.add_argument("--seed", type=int, default=0, help="SWD sampling")
     ev.set_defaults(func=_evaluate)
+
+    plots = sub.add_parser(
+        "plots", help="DVC plots and metrics as an offline HTML page (inline SVG, no CDN)"
+    )
+    plots.add_argument("--out", default="dvc_plots", help="folder for index.html and the SVGs")
+    plots.set_defaults(func=_plots)
     return parser
 
 

@@ -4,8 +4,9 @@ semantic consistency, style relevance) and the warp accuracy.
 
 Writes eval/DS/images (fake/, real/, warped/, exemplar/, label/, exemplar_label/),
 eval/DS/cache (FID reference statistics keyed by their inputs; kept between runs),
-metrics/eval_DS.json (every metric with its protocol, or `skipped` with the reason) and an
-MLflow run with the numbers, a preview grid and the per-class tables.
+metrics/eval_DS.json (every metric with its protocol, or `skipped` with the reason),
+metrics/eval_per_class_DS.csv (warp accuracy per class, a DVC plot) and an MLflow run with
+the numbers, a preview grid and the per-class tables.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from cocosnet.io import write_text_atomic
 from cocosnet.metrics.correspondence import warp_accuracy
 from cocosnet.metrics.registry import MetricOptions, evaluate, folder_inputs
 from cocosnet.models.export import load_generator
+from cocosnet.preprocess.demo import DEMO_CLASSES
 from cocosnet.training.data import default_condition, heldout_pairs
 from stages.train import OBJECT_CLASSES
 
 REPO = Path(__file__).resolve().parent.parent
+CLASS_NAMES = {"demo": DEMO_CLASSES}  # for the per-class table (others: class ids)
 
 
 def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "weights") -> None:
@@ -116,6 +119,13 @@ def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "wei
     write_text_atomic(
         Path("metrics") / f"eval_{dataset}.json", json.dumps(summary, indent=2) + "\n"
     )
+    per_class = results.get("warp_accuracy", {}).get("per_class", {})
+    names = CLASS_NAMES.get(dataset, ())
+    rows = ["class,pixels,accuracy"] + [
+        f"{names[k] if k < len(names) else k},{v['pixels']},{v['accuracy']:.6f}"
+        for k, v in per_class.items()
+    ]
+    write_text_atomic(Path("metrics") / f"eval_per_class_{dataset}.csv", "\n".join(rows) + "\n")
     print(json.dumps({k: _headline(v) for k, v in results.items()}))
 
 
