@@ -1,0 +1,166 @@
+"""`dvc repro` as a Prefect flow: each DVC stage a task with retries and logs, and the stages that
+do not depend on each other run at the same time.
+
+    python -m pipeline.flows repro                        # every stage of dvc.yaml
+    python -m pipeline.flows repro train@demo evaluate    # these and the stages they depend on
+    python -m pipeline.flows repro --max-workers 2 --retries 1 --retry-delay 30 --force
+
+The graph comes from DVC (`pipeline.dag.read_dag`). A stage task asks DVC whether the stage is out
+of date, runs its command and commits it (see `pipeline.dag` for why this, not `dvc repro`, lets
+stages run concurrently); the output of the command goes to the Prefect run logger. Up-to-date
+stages are reported as skipped; a failed stage (retries spent) leaves the stages below it not run,
+and the flow run fails with `PipelineFailed`, whose `report` gives every stage's outcome. The
+exit status of the command line is 1 then.
+
+Without a Prefect server configured (PREFECT_API_URL), Prefect starts a temporary local one,
+which takes a few seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import wait
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from pipeline.dag import DvcProject, Stage, describe, read_dag, run_commands
+
+RAN, SKIPPED, FAILED, NOT_RUN = "ran", "skipped", "failed", "not run"
+
+
+@dataclass(frozen=True)
+class ReproReport:
+    """What happened to each stage: `outcome[name]` is ran, skipped, failed or not run."""
+
+    outcome: dict[str, str]
+    errors: dict[str, str]  # stage -> why it failed, or which upstream stage kept it from running
+
+    @property
+    def ok(self) -> bool:
+        return all(o in (RAN, SKIPPED) for o in self.outcome.values())
+
+    def stages(self, outcome: str) -> list[str]:
+        return [name for name, o in self.outcome.items() if o == outcome]
+
+    def summary(self) -> str:
+        counts = "; ".join(
+            f"{o}: {', '.join(self.stages(o))}"
+            for o in (RAN, SKIPPED, FAILED, NOT_RUN)
+            if self.stages(o)
+        )
+        lines = [f"{len(self.outcome)} stages ({counts})"]
+        lines += [f"{name}: {why}" for name, why in self.errors.items()]
+        return "\n".join(lines)
+
+
+class PipelineFailed(RuntimeError):
+    """A stage failed; the flow run fails with this, and `report` says what ran."""
+
+    def __init__(self, report: ReproReport):
+        self.report = report
+        super().__init__(report.summary())
+
+
+@task(name="dvc-stage", cache_policy=NO_CACHE, persist_result=False)
+def run_stage(project: DvcProject, stage: Stage, force: bool = False) -> str:
+    """Run one stage if DVC says it is out of date, and record it: 'ran' or 'skipped'."""
+    log = get_run_logger()
+    changes = project.begin(stage, force=force)
+    if changes is None:
+        log.info("%s is up to date: skipped", stage.name)
+        return SKIPPED
+    log.info("%s: %s", stage.name, describe(changes))
+    run_commands(stage, project.root, log=log.info)
+    project.commit(stage)
+    log.info("%s: committed to dvc.lock", stage.name)
+    return RAN
+
+
+@flow(name="dvc-repro")
+def repro(
+    root: str = ".",
+    targets: list[str] | None = None,
+    max_workers: int = 4,  # at most this many stages at once
+    retries: int = 2,  # further tries of a failed stage
+    retry_delay_s: float = 10.0,  # wait between tries
+    force: bool = False,  # run every stage even when up to date (`dvc repro -f`)
+) -> ReproReport:
+    """Run the DVC stages of the project at `root` (or `targets` and their upstream stages)."""
+    log = get_run_logger()
+    project = DvcProject(root)
+    dag = read_dag(project.root, targets or ())
+    log.info("%d stages from DVC: %s", len(dag), ", ".join(dag))
+    futures = {}
+    # Tasks are submitted upstream first and each waits for its upstream futures in its worker
+    # thread; a thread only ever waits on tasks submitted before it, so a small pool cannot
+    # deadlock. A task whose upstream failed ends NotReady without running.
+    with ThreadPoolTaskRunner(max_workers=max_workers) as runner:
+        for name, stage in dag.items():
+            stage_task = run_stage.with_options(
+                task_run_name=name, retries=retries, retry_delay_seconds=retry_delay_s
+            )
+            futures[name] = runner.submit(
+                stage_task,
+                {"project": project, "stage": stage, "force": force},
+                wait_for=[futures[up] for up in stage.upstream],
+            )
+        wait(list(futures.values()))
+
+    outcome, errors = {}, {}
+    for name, future in futures.items():
+        state = future.state
+        if state.is_completed():
+            outcome[name] = future.result()
+        elif state.is_failed() or state.is_crashed():
+            outcome[name] = FAILED
+            errors[name] = state.message or state.name
+        else:
+            outcome[name] = NOT_RUN
+            blocked = [up for up in dag[name].upstream if outcome[up] in (FAILED, NOT_RUN)]
+            errors[name] = f"not run: upstream {', '.join(blocked)} did not complete"
+    report = ReproReport(outcome, errors)
+    if not report.ok:
+        raise PipelineFailed(report)
+    log.info("%s", report.summary())
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.flows",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    cmd = commands.add_parser("repro", help="run the DVC stages as a Prefect flow")
+    cmd.add_argument("targets", nargs="*", metavar="STAGE", help="default: every stage")
+    cmd.add_argument("--root", default=os.curdir, help="the DVC project (default: .)")
+    cmd.add_argument("--max-workers", type=int, default=4, help="stages at once (default: 4)")
+    cmd.add_argument("--retries", type=int, default=2, help="tries after a failure (default: 2)")
+    cmd.add_argument("--retry-delay", type=float, default=10.0, help="seconds (default: 10)")
+    cmd.add_argument("--force", action="store_true", help="run up-to-date stages too")
+    args = parser.parse_args(argv)
+    try:
+        report = repro(
+            root=args.root,
+            targets=args.targets,
+            max_workers=args.max_workers,
+            retries=args.retries,
+            retry_delay_s=args.retry_delay,
+            force=args.force,
+        )
+    except PipelineFailed as exc:
+        print(exc.report.summary(), file=sys.stderr)
+        return 1
+    print(report.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
