@@ -9,8 +9,10 @@ STAMP := $(VENV)/.installed-stamp
 export PATH := $(abspath $(BIN)):$(PATH)
 export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: repro test bench lint lock clean-venv
+.PHONY: repro test bench lint lock clean-venv ui test-ui plots flow
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,7 +30,34 @@ bench: $(STAMP)
 	$(BIN)/python bench/warp.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check cocosnet stages tests bench
+	$(BIN)/ruff check cocosnet stages tests bench pipeline
+
+# DVC plots and metrics as an offline page (inline SVG, no CDN): dvc_plots/index.html
+plots: $(STAMP)
+	$(BIN)/cocosnet plots --out dvc_plots
+
+# The DVC DAG through Prefect (one task per stage, retries, independent stages concurrently)
+flow: $(STAMP)
+	$(BIN)/python -m pipeline.flows repro
+
+# MLflow UI over the repo's runs, on loopback only: http://127.0.0.1:$(UI_PORT). One worker and
+# no job runner (MLflow would start a huey consumer for GenAI jobs) keep it lean. MLflow counts
+# DO_NOT_TRACK only when it is "true", so its telemetry is switched off by its own variable.
+UI_PORT ?= 5000
+ui: $(STAMP)
+	MLFLOW_DISABLE_TELEMETRY=true MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false \
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath mlflow.db) \
+		--default-artifact-root file://$(abspath mlruns) \
+		--host 127.0.0.1 --port $(UI_PORT) --workers 1
+
+# Browser test of the UI in headless Chromium (Debian's package, installed when missing).
+test-ui: $(STAMP)
+	test -x /usr/bin/chromium || { \
+		if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+		$$sudo apt-get update -qq && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y --no-install-recommends chromium; }
+	$(BIN)/python -m pytest -q -m slow tests/test_mlflow_ui.py
 
 clean-venv:
 	rm -rf $(VENV)
