@@ -85,6 +85,61 @@ def _plots(args: argparse.Namespace) -> int:
     return 0
 
 
+def _size(text: str) -> tuple[int, int]:
+    """``HxW`` -> (H, W)."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW, e.g. 256x176, got {text!r}") from None
+    if height < 1 or width < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+    return height, width
+
+
+def _translate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .inference import Job, Translator, pairs_from_folders, read_pair_list, translate_many
+
+    warped_dir = None
+    if args.pairs:
+        if args.input or args.exemplar or args.exemplar_input:
+            raise ValueError("--pairs replaces --input, --exemplar and --exemplar-input")
+        jobs, warped_dir = read_pair_list(args.pairs, args.out), args.warped
+    elif not (args.input and args.exemplar):
+        raise ValueError("give --input and --exemplar (files or folders), or --pairs LIST")
+    elif Path(args.input).is_dir():
+        jobs = pairs_from_folders(
+            args.input, args.exemplar, args.out, exemplar_input=args.exemplar_input
+        )
+        warped_dir = args.warped
+    elif not Path(args.input).is_file():
+        raise FileNotFoundError(f"{args.input}: input file or folder not found")
+    elif Path(args.exemplar).is_dir():
+        raise ValueError(f"{args.exemplar} is a folder but --input {args.input} is one file")
+    else:
+        ex_input = Path(args.exemplar_input) if args.exemplar_input else None
+        warped = Path(args.warped) if args.warped else None
+        jobs = [Job(Path(args.input), Path(args.exemplar), Path(args.out), warped, ex_input)]
+    translator = Translator(
+        args.checkpoint,
+        device=args.device,
+        hide_exemplar_label=True if args.hide_exemplar_mask else None,
+        seed=args.seed,
+    )
+    written = translate_many(
+        translator,
+        jobs,
+        domain=args.domain,
+        batch_size=args.batch_size,
+        warped_dir=warped_dir,
+        pose_size=args.pose_size,
+        progress=len(jobs) > 1,
+    )
+    print(json.dumps({"translated": len(written), "out": args.out}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cocosnet", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -150,6 +205,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plots.add_argument("--out", default="dvc_plots", help="folder for index.html and the SVGs")
     plots.set_defaults(func=_plots)
+
+    from .inference import DOMAINS
+
+    tr = sub.add_parser(
+        "translate",
+        help="translate inputs with exemplars using an exported model (one pair, folders, list)",
+    )
+    tr.add_argument("--checkpoint", required=True, help="exported model dir (model.json)")
+    tr.add_argument("--input", help="input file, or a folder of inputs (outputs <stem>.png)")
+    tr.add_argument("--exemplar", help="exemplar photo, or a folder matched by stem")
+    tr.add_argument("--pairs", help="text list of input,exemplar[,exemplar_input] lines")
+    tr.add_argument("--out", required=True, help="output image (one pair) or folder")
+    tr.add_argument("--warped", help="also write the warped exemplar: file or folder")
+    tr.add_argument("--exemplar-input", help="the exemplar's own mask/edges/pose: file or folder")
+    tr.add_argument("--domain", default="auto", choices=DOMAINS, help="input kind (auto: guess)")
+    tr.add_argument("--device", default="cpu")
+    tr.add_argument("--batch-size", type=int, default=8)
+    tr.add_argument("--hide-exemplar-mask", action="store_true", help="noise, not --exemplar-input")
+    tr.add_argument("--pose-size", type=_size, help="HxW canvas of OpenPose txt inputs")
+    tr.add_argument("--seed", type=int, default=0, help="noise standing in for the exemplar mask")
+    tr.set_defaults(func=_translate)
     return parser
 
 
