@@ -50,14 +50,15 @@ ui: $(STAMP)
 		--default-artifact-root file://$(abspath mlruns) \
 		--host 127.0.0.1 --port $(UI_PORT) --workers 1
 
-# Browser test of the UI in headless Chromium (Debian's package, installed when missing).
+# Browser tests of the MLflow UI and the web demo in headless Chromium (Debian's chromium and
+# chromium-driver, installed when missing).
 test-ui: $(STAMP)
-	test -x /usr/bin/chromium || { \
+	test -x /usr/bin/chromium && test -x /usr/bin/chromedriver || { \
 		if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
 		$$sudo apt-get update -qq && \
 		$$sudo env DEBIAN_FRONTEND=noninteractive \
-			apt-get install -y --no-install-recommends chromium; }
-	$(BIN)/python -m pytest -q -m slow tests/test_mlflow_ui.py
+			apt-get install -y --no-install-recommends chromium chromium-driver; }
+	$(BIN)/python -m pytest -q -m slow tests/test_mlflow_ui.py tests/test_webdemo.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -140,6 +140,81 @@ def _translate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _edit(args: argparse.Namespace) -> int:
+    from .inference import Translator
+    from .inference.applications import edit_image
+    from .io import write_image
+
+    translator = Translator(args.checkpoint, device=args.device, seed=args.seed)
+    image = edit_image(translator, args.photo, args.mask, args.edited_mask, domain=args.domain)
+    write_image(args.out, image)
+    print(json.dumps({"edited": args.out, "size": list(image.shape[:2])}))
+    return 0
+
+
+def _makeup(args: argparse.Namespace) -> int:
+    from .inference import Translator
+    from .inference.applications import makeup_files, makeup_targets
+
+    targets = makeup_targets(args.targets, args.target_masks, args.out)
+    translator = Translator(args.checkpoint, device=args.device, seed=args.seed)
+    written = makeup_files(
+        translator,
+        args.source,
+        args.source_mask,
+        args.strokes,
+        targets,
+        threshold=args.threshold,
+        domain=args.domain,
+    )
+    print(json.dumps({"made_up": len(written), "out": args.out}))
+    return 0
+
+
+def _correspond(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .inference import Translator
+    from .inference.applications import correspond_files, parse_points
+
+    points = parse_points(args.points)
+    translator = Translator(args.checkpoint, device=args.device, seed=args.seed)
+    matches = correspond_files(
+        translator,
+        args.input,
+        args.exemplar,
+        points,
+        args.out,
+        exemplar_input=args.exemplar_mask,
+        warped=args.warped,
+        domain=args.domain,
+        soft=args.soft,
+    )
+    found = [dataclasses.asdict(m) for m in matches]
+    print(json.dumps({"matches": found, "out": args.out, "warped": args.warped}))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .webdemo import find_checkpoints, make_server, serve
+
+    checkpoints = args.checkpoint or find_checkpoints("models")
+    if not checkpoints:
+        raise ValueError("no models/*/export/model.json: give --checkpoint MODEL_DIR")
+    server = make_server(
+        checkpoints,
+        host=args.host,
+        port=args.port,
+        device=args.device,
+        max_upload_bytes=int(args.max_upload_mb * 2**20),
+        max_pixels=args.max_pixels,
+    )
+    print(json.dumps({"serving": server.url, "checkpoints": [str(c) for c in checkpoints]}))
+    sys.stdout.flush()
+    serve(server)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cocosnet", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -226,6 +301,60 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--pose-size", type=_size, help="HxW canvas of OpenPose txt inputs")
     tr.add_argument("--seed", type=int, default=0, help="noise standing in for the exemplar mask")
     tr.set_defaults(func=_translate)
+
+    demo = sub.add_parser("demo", help="web page to translate uploads (http://127.0.0.1:7860/)")
+    demo.add_argument(
+        "--checkpoint",
+        action="append",
+        help="exported model dir; repeat for several (default: every models/*/export)",
+    )
+    demo.add_argument("--host", default="127.0.0.1", help="other than loopback: warned")
+    demo.add_argument("--port", type=int, default=7860)
+    demo.add_argument("--device", default="cpu")
+    demo.add_argument("--max-upload-mb", type=float, default=10.0, help="per request (HTTP 413)")
+    demo.add_argument("--max-pixels", type=int, default=4096 * 4096, help="per image (HTTP 400)")
+    demo.set_defaults(func=_demo)
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--checkpoint", required=True, help="exported model dir (model.json)")
+    common.add_argument("--domain", default="auto", choices=DOMAINS, help="mask kind (auto: guess)")
+    common.add_argument("--device", default="cpu")
+    common.add_argument("--seed", type=int, default=0, help="noise standing in for a hidden mask")
+
+    ed = sub.add_parser(
+        "edit", parents=[common], help="re-synthesise a photo from its edited mask (self-exemplar)"
+    )
+    ed.add_argument("--photo", required=True, help="the photo, used as its own exemplar")
+    ed.add_argument("--mask", required=True, help="the photo's mask (same size)")
+    ed.add_argument("--edited-mask", required=True, help="the edited mask (same size)")
+    ed.add_argument("--out", required=True, help="output image, at the photo's size")
+    ed.set_defaults(func=_edit)
+
+    mk = sub.add_parser(
+        "makeup", parents=[common], help="transfer strokes drawn on one portrait to others"
+    )
+    mk.add_argument("--source", required=True, help="the clean source portrait")
+    mk.add_argument("--source-mask", required=True, help="the source portrait's mask")
+    mk.add_argument("--strokes", required=True, help="the source portrait with strokes drawn on")
+    mk.add_argument("--targets", required=True, nargs="+", help="a folder or target photos")
+    mk.add_argument("--target-masks", required=True, help="folder of target masks (by stem)")
+    mk.add_argument("--out", required=True, help="output folder (<target stem>.png)")
+    mk.add_argument(
+        "--threshold", type=int, default=24, help="stroke where a channel differs by more (0-255)"
+    )
+    mk.set_defaults(func=_makeup)
+
+    co = sub.add_parser(
+        "correspond", parents=[common], help="match input points on the exemplar; draw them"
+    )
+    co.add_argument("--input", required=True, help="input mask/edges/pose")
+    co.add_argument("--exemplar", required=True, help="exemplar photo")
+    co.add_argument("--exemplar-mask", help="the exemplar's own mask (else seeded noise)")
+    co.add_argument("--points", required=True, help="input pixel points 'x,y;x,y;...'")
+    co.add_argument("--out", required=True, help="picture: input | exemplar with the matches")
+    co.add_argument("--warped", help="also write the densely warped exemplar (input's size)")
+    co.add_argument("--soft", action="store_true", help="expected position, not the argmax")
+    co.set_defaults(func=_correspond)
     return parser
 
 
