@@ -27,3 +27,23 @@ def random_label(batch: int, n: int, size: int, seed: int = 0) -> torch.Tensor:
     # Blocky maps (4x4 cells) so nearest resizing keeps every class.
     coarse = torch.randint(0, n, (batch, size // 4, size // 4), generator=g)
     return one_hot(coarse.repeat_interleave(4, 1).repeat_interleave(4, 2), n)
+
+
+def tiny_model(root, **overrides):
+    """A randomly initialised demo-architecture model exported to ``root`` (plumbing tests)."""
+    from cocosnet.config import model_config
+    from cocosnet.models.export import save_generator
+    from cocosnet.models.factory import build_correspondence, build_translation
+
+    cfg = model_config({"preset": "demo", **overrides})
+    torch.manual_seed(0)
+    return save_generator(root, cfg, build_correspondence(cfg), build_translation(cfg))
+
+
+def single_thread():
+    """Generator for a module fixture: one intra-op thread while the module runs (on shared,
+    busy cores OpenMP's spinning threads can be 100x slower for tiny models)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -13,33 +13,23 @@ import torch
 import torch.nn.functional as F
 
 from cocosnet.cli import main
-from cocosnet.config import model_config
 from cocosnet.inference import Translator, prepare_exemplar, prepare_input, translate_files
 from cocosnet.inference import applications as apps
 from cocosnet.io import read_image, write_image
-from cocosnet.models.export import save_generator
-from cocosnet.models.factory import build_correspondence, build_translation
+
+from .helpers import single_thread, tiny_model
 
 SQUARE = (slice(16, 40), slice(16, 40))  # the stroke: rows, columns of a 48 x 64 portrait
 STROKE = (200, 30, 90)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on shared, busy cores OpenMP's spinning threads can be 100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
     """The demo architecture: 64 x 64, 8 classes, maskmix, a 16 x 16 grid (stride 4)."""
-    cfg = model_config({"preset": "demo"})
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("model")
-    return save_generator(root, cfg, build_correspondence(cfg), build_translation(cfg))
+    return tiny_model(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture(scope="module")

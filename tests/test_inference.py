@@ -11,7 +11,6 @@ import torch
 from PIL import Image
 
 from cocosnet.cli import main
-from cocosnet.config import model_config
 from cocosnet.inference import (
     Letterbox,
     Translator,
@@ -21,24 +20,14 @@ from cocosnet.inference import (
     translate_many,
 )
 from cocosnet.io import read_image, write_image
-from cocosnet.models.export import save_generator
-from cocosnet.models.factory import build_correspondence, build_translation
 from cocosnet.preprocess.pose_render import write_openpose_txt
 
+from .helpers import single_thread, tiny_model
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on shared, busy cores OpenMP's spinning threads can be 100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)
 
 
-def _model(root: Path, **overrides) -> Path:
-    cfg = model_config({"preset": "demo", **overrides})
-    torch.manual_seed(0)
-    return save_generator(root, cfg, build_correspondence(cfg), build_translation(cfg))
+_model = tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -19,13 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from cocosnet.cli import main
-from cocosnet.config import model_config
-from cocosnet.models.export import save_generator
-from cocosnet.models.factory import build_correspondence, build_translation
 from cocosnet.preprocess.demo import render_scene
 from cocosnet.webdemo import (
     DemoApp,
@@ -38,28 +34,21 @@ from cocosnet.webdemo import (
     parse_multipart,
 )
 
+from .helpers import single_thread, tiny_model
+
 MAX_UPLOAD = 256 * 1024
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "webdemo.png"
 TRAINED_DEMO = Path(__file__).resolve().parents[1] / "models" / "demo" / "export"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on shared, busy cores OpenMP's spinning threads can be 100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
     """The demo architecture (64 x 64, 8 classes), randomly initialised."""
-    cfg = model_config({"preset": "demo"})
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("models") / "demo" / "export"
-    return save_generator(root, cfg, build_correspondence(cfg), build_translation(cfg))
+    return tiny_model(tmp_path_factory.mktemp("models") / "demo" / "export")
 
 
 def _start(checkpoints: list[Path], **kwargs) -> Iterator[DemoServer]:
