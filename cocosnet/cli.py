@@ -97,9 +97,13 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _translate(args: argparse.Namespace) -> int:
+    import dataclasses
+    import tempfile
     from pathlib import Path
 
     from .inference import Job, Translator, pairs_from_folders, read_pair_list, translate_many
+    from .inference.photos import PhotoModels, materialize_input
+    from .inference.prepare import is_keypoints_table
 
     warped_dir = None
     if args.pairs:
@@ -121,21 +125,41 @@ def _translate(args: argparse.Namespace) -> int:
         ex_input = Path(args.exemplar_input) if args.exemplar_input else None
         warped = Path(args.warped) if args.warped else None
         jobs = [Job(Path(args.input), Path(args.exemplar), Path(args.out), warped, ex_input)]
+    if args.image_id is not None and (args.pairs or not is_keypoints_table(args.input or "")):
+        raise ValueError("--image-id selects an image of one keypoints .parquet --input")
     translator = Translator(
         args.checkpoint,
         device=args.device,
         hide_exemplar_label=True if args.hide_exemplar_mask else None,
         seed=args.seed,
     )
-    written = translate_many(
-        translator,
-        jobs,
-        domain=args.domain,
-        batch_size=args.batch_size,
-        warped_dir=warped_dir,
-        pose_size=args.pose_size,
-        progress=len(jobs) > 1,
-    )
+    masks_dir = Path(args.masks_model_dir) if args.masks_model_dir else None
+    models = PhotoModels(Path(args.weights_dir), masks_dir, device=args.device)
+    with tempfile.TemporaryDirectory(prefix="cocosnet-inputs-") as made:
+        # Photos and keypoint tables become the mask / pose files the label / pose domains read.
+        domain = args.domain
+        for i, job in enumerate(jobs):
+            path, domain = materialize_input(
+                job.input,
+                args.domain,
+                made,
+                models=models,
+                image_id=args.image_id,
+                canvas=args.pose_size,
+            )
+            ex_input = job.exemplar_input
+            if ex_input is not None and args.domain in ("photo-mask", "photo-pose"):
+                ex_input = materialize_input(ex_input, args.domain, made, models=models)[0]
+            jobs[i] = dataclasses.replace(job, input=path, exemplar_input=ex_input)
+        written = translate_many(
+            translator,
+            jobs,
+            domain=domain,
+            batch_size=args.batch_size,
+            warped_dir=warped_dir,
+            pose_size=args.pose_size,
+            progress=len(jobs) > 1,
+        )
     print(json.dumps({"translated": len(written), "out": args.out}))
     return 0
 
@@ -300,6 +324,15 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--hide-exemplar-mask", action="store_true", help="noise, not --exemplar-input")
     tr.add_argument("--pose-size", type=_size, help="HxW canvas of OpenPose txt inputs")
     tr.add_argument("--seed", type=int, default=0, help="noise standing in for the exemplar mask")
+    tr.add_argument("--image-id", help="the image of a keypoints .parquet --input (pose stage)")
+    tr.add_argument(
+        "--weights-dir", default="weights", help="registered OpenPose files (photo-pose)"
+    )
+    tr.add_argument(
+        "--masks-model-dir",
+        help="UPerNet ADE20k folder for photo-mask (default: WEIGHTS_DIR/upernet_ade20k, as "
+        "params.yaml preprocess.masks.model_dir)",
+    )
     tr.set_defaults(func=_translate)
 
     demo = sub.add_parser("demo", help="web page to translate uploads (http://127.0.0.1:7860/)")

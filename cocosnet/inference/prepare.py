@@ -10,6 +10,14 @@ scale the model trained on; pose skeleton colours nearest and limb-distance chan
 the prepared DeepFashion data), padded with 0 and the border distances; exemplar photos
 antialiased bilinear and reflect-padded (replicate where the image is thinner than the padding).
 
+Inputs made by the preprocessing stages: ``photo-mask`` segments a photo with the UPerNet ADE20k
+parser (ids 0..150, a 151-class model) and ``photo-pose`` detects OpenPose body keypoints and
+renders the 20-channel pose input; a keypoints Parquet (the pose stage's ``keypoints.parquet``)
+gives the pose of one image id. The models run on the photo shrunk so its shorter side is at most
+``short_side`` (the masks stage's 512; their cost grows with the pixels); the mask is scaled back
+(nearest) and the keypoints are drawn at the photo's own size, as the stages write them; then
+both are letterboxed like the label and pose domains, so the output has the photo's size.
+
 Hidden exemplar mask: with ``maskmix`` the correspondence network mixes the exemplar's mask into
 its features, or 0.01 N(0, 1) noise when the mask is hidden or absent. The network would draw that
 noise from the global RNG, so results would depend on the RNG state and on a sample's position in
@@ -23,7 +31,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import cv2
 import numpy as np
@@ -44,8 +52,13 @@ from ..io import (
 from ..preprocess.edges import canny
 from ..preprocess.pose_render import POSE_CHANNELS, read_openpose_txt, render_pose_input
 
-Domain = Literal["auto", "label", "edges", "pose", "photo-edges"]
-DOMAINS: tuple[str, ...] = ("auto", "label", "edges", "pose", "photo-edges")
+if TYPE_CHECKING:
+    from .photos import PhotoModels
+
+Domain = Literal["auto", "label", "edges", "pose", "photo-edges", "photo-mask", "photo-pose"]
+DOMAINS: tuple[str, ...] = (
+    "auto", "label", "edges", "pose", "photo-edges", "photo-mask", "photo-pose"
+)  # fmt: skip
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg")
 POSE_TXT = ("_candidate.txt", "_subset.txt")
@@ -154,6 +167,10 @@ def prepare_label(path: str | os.PathLike, semantic_nc: int, size: int) -> Prepa
             f"largest class id is {top}, but the model has {semantic_nc} classes "
             f"(ids 0..{semantic_nc - 1})",
         )
+    return _label_input(ids, semantic_nc, size, path)
+
+
+def _label_input(ids: np.ndarray, semantic_nc: int, size: int, path: Path) -> Prepared:
     box = Letterbox.fit(*ids.shape, size)
     small = _resize(torch.from_numpy(ids.astype(np.float32))[None], box, "nearest-exact")
     padded = box.pad(small)[0].round().to(torch.int64).numpy()
@@ -233,6 +250,11 @@ def prepare_pose(
             raise ValueError(f"{path}: pose canvas {height}x{width} is too large")
         candidate, subset = read_openpose_txt(path.parent, pose_name(path))
         pose = render_pose_input(candidate, subset, height, width)
+    return _pose_input(pose, size, path)
+
+
+def _pose_input(pose: np.ndarray, size: int, path: Path) -> Prepared:
+    """H x W x 20 uint8 rendered pose -> 20 x S x S in [0, 1]."""
     box = Letterbox.fit(*pose.shape[:2], size)
     dsize = (box.inner_width, box.inner_height)
     # Skeleton colours nearest, distance maps bilinear, as the prepared DeepFashion data.
@@ -248,6 +270,10 @@ def prepare_pose(
     return Prepared(torch.cat([skeleton, limbs]) / 255.0, box, path)
 
 
+def is_keypoints_table(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() == ".parquet"
+
+
 def prepare_exemplar(path: str | os.PathLike, size: int) -> Prepared:
     """Any readable photo (grayscale, RGBA, CMYK, 16-bit, ...) -> 3 x S x S in [-1, 1]."""
     rgb = read_image(path)
@@ -258,12 +284,17 @@ def prepare_exemplar(path: str | os.PathLike, size: int) -> Prepared:
 
 
 def resolve_domain(path: str | os.PathLike, semantic_nc: int, domain: Domain = "auto") -> str:
-    """'auto': pose for .npz / OpenPose txt files, edges for a 1-channel model, else label."""
+    """'auto': pose for .npz / OpenPose txt / keypoints .parquet files, edges for a 1-channel
+    model, else label."""
     if domain != "auto":
         if domain not in DOMAINS:
             raise ValueError(f"unknown domain {domain!r}; known: {', '.join(DOMAINS)}")
         return domain
-    if Path(path).suffix == ".npz" or Path(path).name.endswith(POSE_TXT):
+    if (
+        Path(path).suffix == ".npz"
+        or Path(path).name.endswith(POSE_TXT)
+        or is_keypoints_table(path)
+    ):
         return "pose"
     return "edges" if semantic_nc == 1 else "label"
 
@@ -276,10 +307,21 @@ def prepare_input(
     domain: Domain = "auto",
     canvas: tuple[int, int] | None = None,
     edges: EdgesConfig | None = None,
+    models: PhotoModels | None = None,
+    image_id: str | None = None,
 ) -> Prepared:
-    """The network input of one file in its domain, checked against the model's channels."""
+    """The network input of one file in its domain, checked against the model's channels
+    (``models``: for photo-mask / photo-pose; ``image_id``: the image of a keypoints table)."""
     domain = resolve_domain(path, semantic_nc, domain)
-    if domain == "label":
+    if domain in ("photo-mask", "photo-pose") or (domain == "pose" and is_keypoints_table(path)):
+        from .photos import made_input  # the preprocessing models load only when needed
+
+        made = made_input(Path(path), domain, models, image_id, canvas)
+        if domain == "photo-mask":
+            prepared = _label_input(made, semantic_nc, size, Path(path))
+        else:
+            prepared = _pose_input(made, size, Path(path))
+    elif domain == "label":
         prepared = prepare_label(path, semantic_nc, size)
     elif domain == "pose":
         prepared = prepare_pose(path, size, canvas=canvas)
