@@ -36,7 +36,7 @@ def _torch_fidelity_inception(state: dict[str, torch.Tensor]) -> torch.nn.Module
     """torch-fidelity's InceptionV3 holding ``state``, without letting it unpickle any file."""
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-    # Its __init__ always runs torch.load(path, weights_only=False) on the path it is given (or
+    # Its __init__ always unpickles the path it is given with weights_only=False (or
     # downloads when given none). A file read twice could also be swapped between our check and
     # its load. So it gets no file: it gets an in-memory buffer that we wrote here with
     # torch.save from plain tensors already loaded with weights_only=True. The only pickle it
