@@ -282,6 +282,22 @@ def write_image(
         os.fsync(fh.fileno())
 
 
+PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg")  # what the metrics read from a folder
+
+
+def image_files(
+    folder: str | os.PathLike, suffixes: tuple[str, ...] = PHOTO_SUFFIXES
+) -> list[Path]:
+    """The image files directly in ``folder`` (by suffix, case-insensitive), sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: not a directory")
+    return sorted(
+        (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes),
+        key=lambda p: p.name,
+    )
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     """Hex SHA-256 of a file's bytes, read in chunks."""
     with open(path, "rb") as fh:

@@ -23,11 +23,10 @@ import torch
 from scipy import linalg
 
 from .. import weights
-from ..io import atomic_path, read_image
+from ..io import atomic_path, image_files, read_image
 
 WEIGHTS_NAME = "inception_fid"
 FEATURE_LAYER = "2048"  # torch-fidelity's name for the pool3 features
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # Bump when anything that changes features or statistics changes; part of every cache key.
 PROTOCOL = "fid/torch-fidelity-inceptionv3/pool3/float32/v1"
 
@@ -196,17 +195,6 @@ def frechet_distance(
             raise ValueError(f"sqrtm of the covariance product has imaginary part {imaginary:g}")
         covmean = covmean.real
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
-
-
-def image_files(folder: str | Path) -> list[Path]:
-    """The PNG / JPEG files directly in ``folder``, sorted by name."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is not a folder")
-    return sorted(
-        (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
-        key=lambda p: p.name,
-    )
 
 
 def _same_shape_runs(images: Sequence[np.ndarray]) -> list[list[np.ndarray]]:

@@ -21,10 +21,8 @@ import numpy as np
 import torch
 
 from ..data.sample import image_to_tensor
-from ..io import read_image, read_label
+from ..io import image_files, read_image, read_label
 from ..weights import WeightsError, resolve, sha256_of
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 @dataclass(frozen=True)
@@ -59,11 +57,10 @@ class MetricSpec:
 def stems(folder: Path) -> dict[str, Path]:
     """``{stem: path}`` of the images in ``folder`` (refusing two files with one stem)."""
     found: dict[str, Path] = {}
-    for path in sorted(Path(folder).iterdir()):
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
-            if path.stem in found:
-                raise ValueError(f"{folder}: two images named {path.stem!r}")
-            found[path.stem] = path
+    for path in image_files(folder):
+        if path.stem in found:
+            raise ValueError(f"{folder}: two images named {path.stem!r}")
+        found[path.stem] = path
     if not found:
         raise ValueError(f"{folder}: no PNG/JPEG images")
     return found

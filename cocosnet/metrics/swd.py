@@ -31,13 +31,12 @@ from pathlib import Path
 import numpy as np
 import scipy.ndimage
 
-from ..io import read_image
+from ..io import image_files, read_image
 
 NHOOD = 7  # neighbourhood side (PGGAN nhood_size)
 _BINOMIAL = np.float32([1, 4, 6, 4, 1])
 # 5x5 binomial filter, as NCHW convolution weights acting on H and W only.
 _FILTER = (np.outer(_BINOMIAL, _BINOMIAL) / 256.0).astype(np.float32)[None, None]
-_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def _pyr_down(x: np.ndarray) -> np.ndarray:
@@ -218,10 +217,7 @@ def swd(
 
 
 def _image_files(folder: str | os.PathLike) -> list[Path]:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"{folder}: not a directory")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in _SUFFIXES and p.is_file())
+    files = image_files(folder)
     if not files:
         raise ValueError(f"{folder}: no PNG/JPG images")
     return files
