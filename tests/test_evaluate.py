@@ -107,3 +107,17 @@ def test_registry_refuses_unmatched_folders_and_unknown_metrics(tmp_path):
         evaluate(["inception_score"], inputs, MetricOptions())
     result = evaluate(["semantic_consistency"], inputs, MetricOptions(weights_dir=tmp_path))
     assert result["semantic_consistency"] == {"skipped": "needs the label folder(s)"}
+
+
+def test_metrics_of_one_evaluation_share_one_vgg(monkeypatch):
+    from cocosnet.metrics.registry import Loaded
+    from cocosnet.models import vgg as vgg_module
+
+    calls = []
+    monkeypatch.setattr(
+        vgg_module,
+        "load_vgg19",
+        lambda layout, weights_dir: calls.append(layout) or vgg_module.VGG19(),
+    )
+    loaded = Loaded(MetricOptions())
+    assert loaded.vgg() is loaded.vgg() and calls == ["caffe"]

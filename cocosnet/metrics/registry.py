@@ -51,7 +51,30 @@ class MetricSpec:
     name: str
     inputs: tuple[str, ...]
     weights: tuple[str, ...]
-    run: Callable[[MetricInputs, MetricOptions], dict] = field(repr=False)
+    run: Callable[[MetricInputs, MetricOptions, Loaded], dict] = field(repr=False)
+
+
+class Loaded:
+    """Pretrained files verified, and networks built, once per :func:`evaluate` call: the
+    semantic and style metrics share one VGG19, and a file is hashed once for its report."""
+
+    def __init__(self, options: MetricOptions):
+        self.options = options
+        self._digests: dict[str, str] = {}
+        self._vgg = None
+
+    def digest(self, name: str) -> str:
+        """sha256 of a registered file after it passed its check (WeightsError otherwise)."""
+        if name not in self._digests:
+            self._digests[name] = sha256_of(resolve(name, self.options.weights_dir))
+        return self._digests[name]
+
+    def vgg(self):
+        if self._vgg is None:
+            from ..models.vgg import load_vgg19
+
+            self._vgg = load_vgg19("caffe", self.options.weights_dir).to(self.options.device)
+        return self._vgg
 
 
 def stems(folder: Path) -> dict[str, Path]:
@@ -94,13 +117,7 @@ def _batches(
         yield out
 
 
-def _vgg(options: MetricOptions):
-    from ..models.vgg import load_vgg19
-
-    return load_vgg19("caffe", options.weights_dir).to(options.device)
-
-
-def _fid(inputs: MetricInputs, options: MetricOptions) -> dict:
+def _fid(inputs: MetricInputs, options: MetricOptions, loaded: Loaded) -> dict:
     from .fid import fid_folders
 
     cache = options.cache_dir / "fid_real_stats.npz" if options.cache_dir else None
@@ -114,26 +131,26 @@ def _fid(inputs: MetricInputs, options: MetricOptions) -> dict:
     )
 
 
-def _swd(inputs: MetricInputs, options: MetricOptions) -> dict:
+def _swd(inputs: MetricInputs, options: MetricOptions, loaded: Loaded) -> dict:
     from .swd import swd_folders
 
     return swd_folders(inputs.real, inputs.fake, seed=options.seed)
 
 
-def _semantic(inputs: MetricInputs, options: MetricOptions) -> dict:
+def _semantic(inputs: MetricInputs, options: MetricOptions, loaded: Loaded) -> dict:
     from .semantic import SemanticConsistency
 
-    meter = SemanticConsistency(_vgg(options), inputs.num_classes)
+    meter = SemanticConsistency(loaded.vgg(), inputs.num_classes)
     rows = matched(inputs, ("fake", "real", "label"))
     for b in _batches(rows, options.batch_size, options.device):
         meter.update(b["fake"], b["real"], b["label"])
     return meter.result()
 
 
-def _style(inputs: MetricInputs, options: MetricOptions) -> dict:
+def _style(inputs: MetricInputs, options: MetricOptions, loaded: Loaded) -> dict:
     from .style import StyleRelevance
 
-    meter = StyleRelevance(_vgg(options), inputs.num_classes)
+    meter = StyleRelevance(loaded.vgg(), inputs.num_classes)
     rows = matched(inputs, ("fake", "exemplar", "label", "exemplar_label"))
     for b in _batches(rows, options.batch_size, options.device):
         meter.update(b["fake"], b["exemplar"], b["label"], b["exemplar_label"])
@@ -156,7 +173,7 @@ METRICS: dict[str, MetricSpec] = {
 }
 
 
-def missing(spec: MetricSpec, inputs: MetricInputs, options: MetricOptions) -> str | None:
+def missing(spec: MetricSpec, inputs: MetricInputs, loaded: Loaded) -> str | None:
     """Why ``spec`` cannot run on these inputs (None when it can)."""
     absent = [n for n in spec.inputs if getattr(inputs, n) is None]
     if absent:
@@ -165,14 +182,10 @@ def missing(spec: MetricSpec, inputs: MetricInputs, options: MetricOptions) -> s
         return "needs the number of classes of the label maps"
     for name in spec.weights:
         try:
-            resolve(name, options.weights_dir)
+            loaded.digest(name)
         except WeightsError as err:
             return str(err).splitlines()[0]
     return None
-
-
-def weights_digests(spec: MetricSpec, options: MetricOptions) -> dict[str, str]:
-    return {n: sha256_of(resolve(n, options.weights_dir)) for n in spec.weights}
 
 
 def evaluate(names: Sequence[str], inputs: MetricInputs, options: MetricOptions) -> dict[str, dict]:
@@ -181,16 +194,15 @@ def evaluate(names: Sequence[str], inputs: MetricInputs, options: MetricOptions)
     unknown = sorted(set(names) - set(METRICS))
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}; known: {sorted(METRICS)}")
-    results = {}
+    results, loaded = {}, Loaded(options)
     for name in names:
         spec = METRICS[name]
-        reason = missing(spec, inputs, options)
+        reason = missing(spec, inputs, loaded)
         if reason is not None:
             results[name] = {"skipped": reason}
             continue
-        results[name] = spec.run(inputs, options) | {
-            "weights_sha256": weights_digests(spec, options)
-        }
+        digests = {n: loaded.digest(n) for n in spec.weights}
+        results[name] = spec.run(inputs, options, loaded) | {"weights_sha256": digests}
     return results
 
 
