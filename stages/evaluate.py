@@ -24,12 +24,12 @@ from cocosnet.io import write_text_atomic
 from cocosnet.metrics.correspondence import warp_accuracy
 from cocosnet.metrics.registry import MetricOptions, evaluate, folder_inputs
 from cocosnet.models.export import load_generator
-from cocosnet.preprocess.demo import DEMO_CLASSES
+from cocosnet.preprocess.demo import DEMO_CLASSES, DEMO_OBJECT_CLASSES
 from cocosnet.training.data import default_condition, heldout_pairs
-from stages.train import OBJECT_CLASSES
 
 REPO = Path(__file__).resolve().parent.parent
 CLASS_NAMES = {"demo": DEMO_CLASSES}  # for the per-class table (others: class ids)
+OBJECT_CLASSES = {"demo": DEMO_OBJECT_CLASSES}  # what warp_accuracy_objects scores
 
 
 def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "weights") -> None:
@@ -42,9 +42,7 @@ def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "wei
     device = ecfg.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    condition = (
-        default_condition(dataset) if params.train.condition == "auto" else params.train.condition
-    )
+    condition = default_condition(dataset, params.train.condition)
     pairs = heldout_pairs(
         dataset,
         params.data.root,

@@ -24,7 +24,7 @@ from cocosnet.config import Params, parse_params
 from cocosnet.io import write_text_atomic
 from cocosnet.metrics.correspondence import warp_accuracy
 from cocosnet.models.vgg import load_vgg19
-from cocosnet.preprocess.demo import BUILDING, OBJECT, ROCK, VEGETATION
+from cocosnet.preprocess.demo import DEMO_OBJECT_CLASSES
 from cocosnet.training import distributed
 from cocosnet.training.checkpoint import resumable, training_fingerprint
 from cocosnet.training.data import default_condition, heldout_pairs, training_examples
@@ -32,8 +32,8 @@ from cocosnet.training.loop import CHECKPOINTS, TrainResult, train
 from cocosnet.weights import WeightsError
 
 REPO = Path(__file__).resolve().parent.parent
-# Classes whose pixels `warp_accuracy_objects` scores (the demo's things, not its stuff).
-OBJECT_CLASSES = {"demo": (VEGETATION, BUILDING, ROCK, OBJECT)}
+# Classes whose pixels `warp_accuracy_objects` scores.
+OBJECT_CLASSES = {"demo": DEMO_OBJECT_CLASSES}
 
 
 def _vgg(params: Params, weights_dir: str):
@@ -83,7 +83,7 @@ def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "wei
     info = distributed.dist_info_from(os.environ)
     root = Path(params.data.root)
     out_dir = Path("models") / dataset
-    condition = default_condition(dataset) if cfg.condition == "auto" else cfg.condition
+    condition = default_condition(dataset, cfg.condition)
     vgg, no_vgg_reason = _vgg(params, weights_dir)
     examples = training_examples(
         dataset,

@@ -16,6 +16,8 @@ from cocosnet.io import atomic_path
 
 DEMO_CLASSES = ("sky", "water", "ground", "vegetation", "building", "road", "rock", "object")
 SKY, WATER, GROUND, VEGETATION, BUILDING, ROAD, ROCK, OBJECT = range(8)
+# The demo's things (as opposed to stuff): what `warp_accuracy_objects` scores.
+DEMO_OBJECT_CLASSES = (VEGETATION, BUILDING, ROCK, OBJECT)
 
 # Texture photo (scikit-image, shipped with the package, no download) and window zoom per class
 # (larger zoom: finer texture); sky is a gradient.

@@ -35,8 +35,11 @@ Condition = Literal["label", "edges", "pose"]
 NO_LABEL = -1  # label maps of samples that have none (edge/pose datasets without parsing)
 
 
-def default_condition(dataset: str) -> Condition:
-    """The input domain a dataset trains on unless params say otherwise."""
+def default_condition(dataset: str, configured: str = "auto") -> Condition:
+    """The input domain of a dataset: ``configured`` (train.condition) unless it is ``auto``,
+    then pose for DeepFashion and label masks otherwise."""
+    if configured != "auto":
+        return configured  # type: ignore[return-value]
     return "pose" if dataset == "deepfashion" else "label"
 
 
@@ -107,13 +110,13 @@ class ConditionSource:
         return torch.from_numpy(edges.astype(np.float32) / 255.0)[None]
 
 
-def _crop_flip(
-    loaded: Loaded, size: int, rng: np.random.Generator, flip: bool
+def _crop(
+    loaded: Loaded, size: int, top_u: float, left_u: float, flip: bool
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Scale the shorter side to at least ``size``, random ``size``² crop, random flip."""
+    """Scale the shorter side to at least ``size``, then the ``size``² crop at fractions
+    (``top_u``, ``left_u``) of the free room, mirrored when ``flip``."""
     inp, img, lab = loaded.input, loaded.image, loaded.label
     h, w = img.shape[-2:]
-    top_u, left_u, flip_u = rng.random(3)  # always three draws: the stream stays aligned
     if min(h, w) < size:
         scale = size / min(h, w)
         h, w = max(size, round(h * scale)), max(size, round(w * scale))
@@ -123,9 +126,15 @@ def _crop_flip(
     top, left = int(top_u * (h - size + 1)), int(left_u * (w - size + 1))
     crop = (slice(top, top + size), slice(left, left + size))
     inp, img, lab = inp[:, crop[0], crop[1]], img[:, crop[0], crop[1]], lab[crop]
-    if flip and flip_u < 0.5:
+    if flip:
         inp, img, lab = inp.flip(-1), img.flip(-1), lab.flip(-1)
     return inp.contiguous(), img.clamp(-1, 1).contiguous(), lab.contiguous()
+
+
+def _random_crop(loaded: Loaded, size: int, rng: np.random.Generator, flip: bool):
+    """The official training crop and flip (always three draws: the stream stays aligned)."""
+    top_u, left_u, flip_u = rng.random(3)
+    return _crop(loaded, size, top_u, left_u, flip and flip_u < 0.5)
 
 
 Crop = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # input, image, label of one sample
@@ -180,9 +189,9 @@ class TrainingExamples(torch.utils.data.Dataset):
         if exemplar_id not in self.by_id:
             exemplar_id, kind = row["id"], "self"  # retrieved from outside the training split
         query = self.source(row)
-        inp, img, lab = _crop_flip(query, self.image_size, rng, self.flip)
+        inp, img, lab = _random_crop(query, self.image_size, rng, self.flip)
         ex_loaded = query if kind == "self" else self.source(self.by_id[exemplar_id])
-        ex_inp, ex_img, ex_lab = _crop_flip(ex_loaded, self.image_size, rng, self.flip)
+        ex_inp, ex_img, ex_lab = _random_crop(ex_loaded, self.image_size, rng, self.flip)
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         grid = sample_grid(self.distortion, 1, self.image_size, self.image_size, gen)
         if kind == "self":
@@ -211,14 +220,7 @@ def steps_per_epoch(n: int, batch_size: int, world: int = 1) -> int:
 
 def _center_crop(loaded: Loaded, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Deterministic counterpart of the training crop: scale up if needed, crop the centre."""
-    return _crop_flip(loaded, size, _CenterRng(), flip=False)
-
-
-class _CenterRng:
-    """Stands in for a generator so that _crop_flip takes the centre and never flips."""
-
-    def random(self, n: int) -> np.ndarray:
-        return np.array([0.5, 0.5, 1.0][:n])
+    return _crop(loaded, size, 0.5, 0.5, flip=False)
 
 
 class PairExamples(torch.utils.data.Dataset):

@@ -67,6 +67,13 @@ def _autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     return torch.float16 if amp == "fp16" else torch.bfloat16
 
 
+def _fake_and_real(batch: dict[str, Tensor], fake: Tensor) -> Tensor:
+    """Input ⊕ fake and input ⊕ real as one discriminator batch (official), fakes first."""
+    return torch.cat(
+        [torch.cat([batch["input"], fake], 1), torch.cat([batch["input"], batch["image"]], 1)], 0
+    )
+
+
 def _grad_norm(params: list[nn.Parameter]) -> Tensor:
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
@@ -158,15 +165,7 @@ class Trainer:
                 real_image=batch["image"] if obj.cfg.domain_alignment > 0 else None,
                 cycle=obj.cfg.cycle > 0,
             )
-            # Fake and real through the discriminator as one batch (official).
-            d_in = torch.cat(
-                [
-                    torch.cat([batch["input"], fake], 1),
-                    torch.cat([batch["input"], batch["image"]], 1),
-                ],
-                0,
-            )
-            pred = self.discriminator(d_in)
+            pred = self.discriminator(_fake_and_real(batch, fake))
         b = fake.shape[0]
         pred_fake = [[f[:b].float() for f in scale] for scale in pred]
         pred_real = [[f[b:].float() for f in scale] for scale in pred]
@@ -196,14 +195,7 @@ class Trainer:
     def discriminator_step(self, batch: dict[str, Tensor], fake: Tensor) -> dict[str, Tensor]:
         self.opt_d.zero_grad(set_to_none=True)
         with self._autocast():
-            d_in = torch.cat(
-                [
-                    torch.cat([batch["input"], fake.detach()], 1),
-                    torch.cat([batch["input"], batch["image"]], 1),
-                ],
-                0,
-            )
-            pred = self.d_run(d_in)
+            pred = self.d_run(_fake_and_real(batch, fake.detach()))
         b = fake.shape[0]
         terms = self.objective.discriminator_terms(
             [[f[b:].float() for f in scale] for scale in pred],
