@@ -1,163 +1,275 @@
 """Benchmark: end-to-end inference (correspondence + translation) of the paper ADE20k preset.
 
-Compares, in the same run on the same machine:
+Variants, each in a fresh subprocess (so peak memory is its own), on the same machine in the
+same run:
 
-* ``baseline``: eager, float32, the ``naive`` warp (materialised correlation), autograd off only
-  through ``torch.no_grad``;
-* ``fused``: ``torch.inference_mode``, the fused warp, float32;
-* ``fused_bf16``: the same under bf16 autocast (where the CPU has avx512_bf16 / AMX this is
-  where matrix products get faster), with its quality cost: max/mean absolute difference and PSNR
-  of the output against the float32 result;
-* ``fused_bf16_cl``: the same with channels-last tensors and weights.
+* ``baseline``: eager, float32, the ``naive`` warp (materialised correlation), ``torch.no_grad``,
+  spectral norm recomputed per call: the official implementation's way;
+* ``fused``: :class:`cocosnet.models.runtime.GeneratorRuntime` in float32 (inference mode,
+  spectral norm folded, fused warp);
+* ``fused_cl``: the same, channels-last;
+* ``bf16_cl``: bfloat16 weights and activations, channels-last (norm statistics and the warp's
+  softmax in float32);
+* ``bf16_cl_compiled``: the same through ``torch.compile`` (the first call, which compiles, is
+  reported separately).
 
-Also counts the model's FLOPs per image (torch.utils.flop_counter) and measures this machine's
-float32 and bf16 matmul rates, so the floor (FLOPs / rate) is printed beside each latency.
+For each: median latency per batch and per image, peak memory (CPU: the process's RSS
+high-water mark; CUDA: peak allocated), and the output's max/mean absolute difference and PSNR
+against the baseline. The floor is the model's FLOPs per image (torch.utils.flop_counter) over
+this machine's measured matmul rate in the variant's precision. With ``--trained DIR`` the
+bfloat16 cost is also measured on a trained export (the demo model) on real inputs: random
+weights give softer correlations than trained ones.
+
 Random-init weights of the real architecture (timing and numerical deviation only). Writes
 bench/results/inference.json (or --out).
 
-    python bench/inference.py                  # batch 1, 3 timed runs each
-    python bench/inference.py --batch 1 8 --runs 2
+    python bench/inference.py                                   # CPU, batch 1, 2 timed runs
+    python bench/inference.py --batch 1 8 --trained models/demo/export
+    python bench/inference.py --device cuda --batch 1 8 --out bench/results/inference_cuda.json
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
+import math
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 from machine import torch_machine  # bench/machine.py, beside this script
-from torch.utils.flop_counter import FlopCounterMode
-
-from cocosnet.config import model_config
-from cocosnet.models.factory import build_correspondence, build_translation
 
 RESULTS = Path(__file__).resolve().parent / "results" / "inference.json"
+VARIANTS = ["baseline", "fused", "fused_cl", "bf16_cl", "bf16_cl_compiled"]
+# glibc returns large freed blocks at once, so the RSS high-water mark follows live tensors.
+CHILD_ENV = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
 
 
-def _inputs(cfg, batch: int):
+def _inputs(cfg, batch: int, device: str):
     g = torch.Generator().manual_seed(0)
     size = cfg.image_size
     ids = torch.randint(0, cfg.semantic_nc, (batch, size // 16, size // 16), generator=g)
     ids = ids.repeat_interleave(16, 1).repeat_interleave(16, 2)
     label = torch.nn.functional.one_hot(ids, cfg.semantic_nc).permute(0, 3, 1, 2).float()
     exemplar = torch.rand(batch, 3, size, size, generator=g) * 2 - 1
-    return label, exemplar, label.flip(-1)
+    return label.to(device), exemplar.to(device), label.flip(-1).to(device)
 
 
-def _nets(impl: str):
-    cfg = model_config({"preset": "paper_ade20k", "warp_impl": impl})
+def _nets(impl: str, corr_size: int, device: str):
+    from cocosnet.config import model_config
+    from cocosnet.models.factory import build_correspondence, build_translation
+
+    cfg = model_config({"preset": "paper_ade20k", "warp_impl": impl, "corr_size": corr_size})
     torch.manual_seed(0)
-    return cfg, build_correspondence(cfg).eval(), build_translation(cfg).eval()
-
-
-def _forward(corr, gen, label, exemplar, ex_label):
-    torch.manual_seed(0)  # the maskmix noise is not used here: the exemplar mask is given
-    warp = corr(label, exemplar, ex_label)
-    return gen(label, warp.warped)
-
-
-def _run(variant: str, batch: int, runs: int) -> tuple[dict, torch.Tensor]:
-    impl = "naive" if variant == "baseline" else "fused"
-    cfg, corr, gen = _nets(impl)
-    label, exemplar, ex_label = _inputs(cfg, batch)
-    if variant.endswith("_cl"):  # channels-last convolutions (oneDNN's preferred layout)
-        corr, gen = (
-            corr.to(memory_format=torch.channels_last),
-            gen.to(memory_format=torch.channels_last),
-        )
-        label, exemplar, ex_label = (
-            x.contiguous(memory_format=torch.channels_last) for x in (label, exemplar, ex_label)
-        )
-    mode = torch.no_grad() if variant == "baseline" else torch.inference_mode()
-    autocast = (
-        torch.autocast("cpu", dtype=torch.bfloat16)
-        if "bf16" in variant
-        else contextlib.nullcontext()
+    return (
+        cfg,
+        build_correspondence(cfg).eval().to(device),
+        build_translation(cfg).eval().to(device),
     )
-    times, out = [], None
-    with mode, autocast:
-        for i in range(runs + 1):  # the first run warms up
-            start = time.perf_counter()
-            out = _forward(corr, gen, label, exemplar, ex_label)
-            if i:
-                times.append(time.perf_counter() - start)
-    median = statistics.median(times)
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _peak_mib(device: str) -> float:
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    with open("/proc/self/status") as f:
+        hwm = next(line for line in f if line.startswith("VmHWM:"))
+    return int(hwm.split()[1]) / 1024
+
+
+def run_variant(variant: str, batch: int, runs: int, corr_size: int, device: str, out: Path):
+    """Child process: time one variant; the output tensor goes to ``out`` for the parent."""
+    from cocosnet.models.runtime import GeneratorRuntime, RuntimeOptions
+
+    cfg, corr, gen = _nets("naive" if variant == "baseline" else "fused", corr_size, device)
+    label, exemplar, ex_label = _inputs(cfg, batch, device)
+    if variant == "baseline":
+
+        @torch.no_grad()
+        def forward():
+            warp = corr(label, exemplar, ex_label)
+            return gen(label, warp.warped)
+
+    else:
+        options = RuntimeOptions(
+            "bfloat16" if variant.startswith("bf16") else "float32",
+            channels_last=variant.endswith(("_cl", "_cl_compiled")),
+            compile=variant.endswith("_compiled"),
+        )
+        runtime = GeneratorRuntime(corr, gen, options)
+
+        def forward():
+            return runtime(label, exemplar, ex_label)[0]
+
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(runs + 1):  # the first call warms up (and compiles)
+        _sync(device)
+        start = time.perf_counter()
+        result = forward()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    torch.save(result.float().cpu(), out)
+    median = statistics.median(times[1:])
     return {
         "variant": variant,
         "batch": batch,
+        "corr_size": corr_size,
+        "first_call_s": times[0],
         "s_per_batch": median,
         "s_per_image": median / batch,
-        "all_s": times,
-    }, out.float()
+        "all_s": times[1:],
+        "peak_mib": _peak_mib(device),
+    }
 
 
-def count_flops() -> int:
-    cfg, corr, gen = _nets("naive")
-    label, exemplar, ex_label = _inputs(cfg, 1)
+def _spawn(variant: str, batch: int, runs: int, corr_size: int, device: str, out: Path) -> dict:
+    cmd = [
+        sys.executable, __file__, "--child", variant, "--batch", str(batch), "--runs", str(runs),
+        "--corr-size", str(corr_size), "--device", device, "--out", str(out),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=CHILD_ENV)
+    if proc.returncode:
+        return {"variant": variant, "batch": batch, "error": proc.stderr.strip()[-2000:]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def compare(out: torch.Tensor, reference: torch.Tensor) -> dict:
+    """Max/mean absolute difference and PSNR (outputs span [-1, 1]: peak-to-peak 2)."""
+    diff = (out - reference).abs()
+    mse = float((diff**2).mean())
+    return {
+        "max_abs_diff": float(diff.max()),
+        "mean_abs_diff": float(diff.mean()),
+        "psnr_db": math.inf if mse == 0 else 10 * math.log10(4.0 / mse),
+    }
+
+
+def count_flops(corr_size: int) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    cfg, corr, gen = _nets("naive", corr_size, "cpu")
+    label, exemplar, ex_label = _inputs(cfg, 1, "cpu")
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        _forward(corr, gen, label, exemplar, ex_label)
+        gen(label, corr(label, exemplar, ex_label).warped)
     return counter.get_total_flops()
 
 
-def matmul_rate(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+def matmul_rate(dtype: torch.dtype, device: str, n: int = 4096, repeats: int = 5) -> float:
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
     torch.mm(a, b)
+    _sync(device)
     start = time.perf_counter()
     for _ in range(repeats):
         torch.mm(a, b)
+    _sync(device)
     return 2 * n**3 * repeats / (time.perf_counter() - start)
+
+
+def trained_quality(export: Path, data: Path, pairs: int = 16) -> dict:
+    """bfloat16 vs float32 outputs of a trained export on its dataset's first label maps and
+    photos (input i with exemplar i+1)."""
+    from cocosnet.inference.prepare import prepare_exemplar, prepare_input
+    from cocosnet.inference.translator import Translator
+    from cocosnet.models.runtime import RuntimeOptions
+
+    labels = sorted((data / "labels").glob("*.png"))[:pairs]
+    images = sorted((data / "images").glob("*.png"))[1 : pairs + 1]
+    outs = {}
+    for precision in ("float32", "bfloat16"):
+        tr = Translator(export, runtime=RuntimeOptions(precision, channels_last=True))
+        x = torch.stack([prepare_input(p, tr.semantic_nc, tr.size, domain="label").tensor
+                         for p in labels])  # fmt: skip
+        ex = torch.stack([prepare_exemplar(p, tr.size).tensor for p in images])
+        outs[precision] = tr.translate(x, ex)
+    return {
+        "export": str(export),
+        "data": str(data),
+        "pairs": len(labels),
+        "output": compare(outs["bfloat16"][0], outs["float32"][0]),
+        "warped": compare(outs["bfloat16"][1], outs["float32"][1]),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, nargs="+", default=[1])
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
+    ap.add_argument("--corr-size", type=int, default=64)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--trained", type=Path, help="a trained export for the bf16 quality check")
+    ap.add_argument("--trained-data", type=Path, default=Path("data/demo"), help="its dataset")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    flops = count_flops()
-    rates = {"float32": matmul_rate(torch.float32), "bfloat16": matmul_rate(torch.bfloat16)}
+    if args.child:
+        row = run_variant(
+            args.child, args.batch[0], args.runs, args.corr_size, args.device, args.out
+        )
+        print(json.dumps(row))
+        return
+
+    flops = count_flops(args.corr_size)
+    rates = {
+        name: matmul_rate(dtype, args.device)
+        for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16))
+    }
     print(
-        f"FLOPs per image: {flops / 1e9:.1f} G; matmul GFLOP/s fp32 {rates['float32'] / 1e9:.0f}"
-        f", bf16 {rates['bfloat16'] / 1e9:.0f}"
+        f"{torch_machine(args.device)['device']}: FLOPs per image {flops / 1e9:.1f} G; matmul "
+        f"GFLOP/s fp32 {rates['float32'] / 1e9:.0f}, bf16 {rates['bfloat16'] / 1e9:.0f}"
     )
     rows = []
-    for batch in args.batch:
-        reference, baseline = None, None
-        for variant in ("baseline", "fused", "fused_bf16", "fused_bf16_cl"):
-            row, out = _run(variant, batch, args.runs)
-            if reference is None:
-                reference, baseline = out, row
-            diff = (out - reference).abs()
-            mse = float((diff**2).mean())
-            row |= {
-                "max_abs_diff_vs_baseline": float(diff.max()),
-                "mean_abs_diff_vs_baseline": float(diff.mean()),
-                # outputs span [-1, 1]: peak-to-peak 2
-                "psnr_db_vs_baseline": float("inf")
-                if mse == 0
-                else 10 * torch.log10(torch.tensor(4.0 / mse)).item(),
-                "floor_s_per_image": flops / rates["bfloat16" if "bf16" in variant else "float32"],
-            }
-            rows.append(row)
-            row["speedup_vs_baseline"] = baseline["s_per_image"] / row["s_per_image"]
-            print(
-                f"B{batch} {variant:11s} {row['s_per_image']:6.2f} s/img "
-                f"(x{row['speedup_vs_baseline']:.2f} vs baseline), "
-                f"PSNR {row['psnr_db_vs_baseline']:.1f} dB, floor "
-                f"{row['floor_s_per_image']:.2f} s"
-            )
+    with tempfile.TemporaryDirectory() as tmp:
+        for batch in args.batch:
+            reference, base = None, None
+            for variant in args.variants:
+                out_file = Path(tmp) / f"{variant}_{batch}.pt"
+                row = _spawn(variant, batch, args.runs, args.corr_size, args.device, out_file)
+                rows.append(row)
+                if "error" in row:
+                    print(f"B{batch} {variant}: failed: {row['error'].splitlines()[-1]}")
+                    continue
+                out = torch.load(out_file, weights_only=True)
+                if reference is None:
+                    reference, base = out, row
+                rate = rates["bfloat16" if variant.startswith("bf16") else "float32"]
+                row |= compare(out, reference) | {
+                    "vs": base["variant"],
+                    "floor_s_per_image": flops / rate,
+                    "speedup": base["s_per_image"] / row["s_per_image"],
+                    "memory_ratio": row["peak_mib"] / base["peak_mib"],
+                }
+                print(
+                    f"B{batch} {variant:16s} {row['s_per_image']:7.3f} s/img "
+                    f"(x{row['speedup']:.2f} vs {base['variant']}), peak "
+                    f"{row['peak_mib']:7.0f} MiB (x{row['memory_ratio']:.2f}), PSNR "
+                    f"{row['psnr_db']:.1f} dB, floor {row['floor_s_per_image']:.3f} s, "
+                    f"first call {row['first_call_s']:.1f} s"
+                )
     result = {
-        "machine": torch_machine("cpu"),
+        "machine": torch_machine(args.device),
         "preset": "paper_ade20k",
+        "corr_size": args.corr_size,
         "note": "random-init weights of the real architecture: timing and numerical deviation",
         "flops_per_image": flops,
         "matmul_flops_per_s": rates,
         "results": rows,
     }
+    if args.trained:
+        result["trained_bf16_vs_fp32"] = quality = trained_quality(args.trained, args.trained_data)
+        print(f"trained {args.trained}: bf16 vs fp32 output {quality['output']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

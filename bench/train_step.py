@@ -2,20 +2,27 @@
 
 Cases: the tiny `demo` preset at its training batch size, and the paper ADE20k preset at batch 1,
 each with the warp `naive` (materialised correlation, the baseline) and `fused`, in the same run
-on the same machine. Inputs are random label maps and photos (a step costs the same whatever the
+on the same machine, at each correspondence size asked for (``--corr-sizes``: 64, 128, 256 for
+the paper's 256x256 images). Each configuration runs in a fresh subprocess, which also reports
+its peak memory (CPU: RSS high-water mark; CUDA: peak allocated); one that runs out of memory is
+recorded as such. Inputs are random label maps and photos (a step costs the same whatever the
 pixels); the paper case also runs the VGG19 losses with a randomly initialised VGG19, which costs
 what the pretrained one does (timing only: no number here is a loss value). Prints fused/naive
 ratios and writes bench/results/train_step.json (or the file given by --out).
 
     python bench/train_step.py                  # demo (B8) and paper_ade20k (B1), 3 timed steps
     python bench/train_step.py --cases demo --steps 10
+    python bench/train_step.py --cases paper_ade20k --corr-sizes 64 128 256 --device cuda
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -29,6 +36,8 @@ from cocosnet.models.vgg import VGG19
 from cocosnet.training.steps import Generator, Trainer
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_step.json"
+# glibc returns large freed blocks at once, so the RSS high-water mark follows live tensors.
+CHILD_ENV = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
 CASES = {
     "demo": dict(model="demo", loss="demo", batch=8, vgg=False),
     "paper_ade20k": dict(model="paper_ade20k", loss="paper_ade20k", batch=1, vgg=True),
@@ -53,9 +62,20 @@ def _batch(semantic_nc: int, size: int, batch: int, device: torch.device) -> dic
     return {k: v.to(device) for k, v in out.items()}
 
 
-def time_case(name: str, impl: str, steps: int, device: torch.device) -> dict:
+def _peak_mib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    with open("/proc/self/status") as f:
+        hwm = next(line for line in f if line.startswith("VmHWM:"))
+    return int(hwm.split()[1]) / 1024
+
+
+def time_case(
+    name: str, impl: str, steps: int, device: torch.device, corr_size: int | None = None
+) -> dict:
     case = CASES[name]
-    mcfg = model_config({"preset": case["model"], "warp_impl": impl})
+    overrides = {} if corr_size is None else {"corr_size": corr_size}
+    mcfg = model_config({"preset": case["model"], "warp_impl": impl, **overrides})
     lcfg = loss_config({"preset": case["loss"], "vgg": "auto" if case["vgg"] else "off"})
     tcfg = parse_params({"train": {"batch_size": case["batch"], "deterministic": False}}).train
     torch.manual_seed(0)
@@ -97,7 +117,24 @@ def time_case(name: str, impl: str, steps: int, device: torch.device) -> dict:
         "steps": steps,
         "s_per_step_median": statistics.median(times),
         "s_per_step_all": times,
+        "peak_mib": _peak_mib(device),
     }
+
+
+def _spawn(name: str, impl: str, steps: int, device: str, corr_size: int | None) -> dict:
+    cmd = [sys.executable, __file__, "--child", name, impl, "--steps", str(steps)]
+    cmd += ["--device", device] + ([] if corr_size is None else ["--corr-sizes", str(corr_size)])
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=CHILD_ENV)
+    if proc.returncode:
+        tail = proc.stderr.strip()[-2000:]
+        oom = "out of memory" in tail.lower() or proc.returncode in (-9, 137)
+        return {
+            "case": name,
+            "warp_impl": impl,
+            "corr_size": corr_size,
+            "error": "out of memory" if oom else tail,
+        }
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -105,19 +142,43 @@ def main() -> None:
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--corr-sizes", type=int, nargs="+", help="default: each preset's own")
+    ap.add_argument("--impls", nargs="+", default=["naive", "fused"], choices=["naive", "fused"])
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--child", nargs=2, metavar=("CASE", "IMPL"), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    device = torch.device(args.device)
+    if args.child:
+        corr = args.corr_sizes[0] if args.corr_sizes else None
+        row = time_case(args.child[0], args.child[1], args.steps, torch.device(args.device), corr)
+        print(json.dumps(row))
+        return
     rows = []
     for name in args.cases:
-        for impl in ("naive", "fused"):
-            row = time_case(name, impl, args.steps, device)
-            rows.append(row)
-            print(f"{name:14s} {impl:6s} B{row['batch']}: {row['s_per_step_median']:.3f} s/step")
-        naive, fused = rows[-2]["s_per_step_median"], rows[-1]["s_per_step_median"]
-        print(f"{name:14s} fused/naive time ratio: {fused / naive:.3f}")
+        for corr_size in args.corr_sizes or [None]:
+            by_impl = {}
+            for impl in args.impls:
+                row = by_impl[impl] = _spawn(name, impl, args.steps, args.device, corr_size)
+                rows.append(row)
+                if "error" in row:
+                    print(f"{name:14s} corr {corr_size} {impl:6s}: {row['error'][-300:]}")
+                    continue
+                print(
+                    f"{name:14s} corr {row['corr_size']:3d} {impl:6s} B{row['batch']}: "
+                    f"{row['s_per_step_median']:.3f} s/step, peak {row['peak_mib']:.0f} MiB"
+                )
+            if all("error" not in by_impl.get(i, {"error": 1}) for i in ("naive", "fused")):
+                naive, fused = by_impl["naive"], by_impl["fused"]
+                fused["time_ratio_fused_over_naive"] = (
+                    fused["s_per_step_median"] / naive["s_per_step_median"]
+                )
+                fused["memory_ratio_fused_over_naive"] = fused["peak_mib"] / naive["peak_mib"]
+                print(
+                    f"{name:14s} corr {fused['corr_size']:3d} fused/naive: time "
+                    f"{fused['time_ratio_fused_over_naive']:.3f}, memory "
+                    f"{fused['memory_ratio_fused_over_naive']:.3f}"
+                )
     result = {
-        "machine": torch_machine(device),
+        "machine": torch_machine(args.device),
         "results": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -96,6 +96,23 @@ def _size(text: str) -> tuple[int, int]:
     return height, width
 
 
+def _add_runtime_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--precision",
+        default="float32",
+        choices=["float32", "bfloat16"],
+        help="bfloat16: about 2x faster on CPUs with avx512_bf16 and on GPUs (bench/inference.py)",
+    )
+    parser.add_argument("--channels-last", action="store_true", help="oneDNN's conv layout")
+    parser.add_argument("--compile", action="store_true", help="torch.compile (slow first call)")
+
+
+def _runtime(args: argparse.Namespace):
+    from .models.runtime import RuntimeOptions
+
+    return RuntimeOptions(args.precision, args.channels_last, args.compile)
+
+
 def _translate(args: argparse.Namespace) -> int:
     import dataclasses
     import tempfile
@@ -132,6 +149,7 @@ def _translate(args: argparse.Namespace) -> int:
         device=args.device,
         hide_exemplar_label=True if args.hide_exemplar_mask else None,
         seed=args.seed,
+        runtime=_runtime(args),
     )
     masks_dir = Path(args.masks_model_dir) if args.masks_model_dir else None
     models = PhotoModels(Path(args.weights_dir), masks_dir, device=args.device)
@@ -169,7 +187,9 @@ def _edit(args: argparse.Namespace) -> int:
     from .inference.applications import edit_image
     from .io import write_image
 
-    translator = Translator(args.checkpoint, device=args.device, seed=args.seed)
+    translator = Translator(
+        args.checkpoint, device=args.device, seed=args.seed, runtime=_runtime(args)
+    )
     image = edit_image(translator, args.photo, args.mask, args.edited_mask, domain=args.domain)
     write_image(args.out, image)
     print(json.dumps({"edited": args.out, "size": list(image.shape[:2])}))
@@ -181,7 +201,9 @@ def _makeup(args: argparse.Namespace) -> int:
     from .inference.applications import makeup_files, makeup_targets
 
     targets = makeup_targets(args.targets, args.target_masks, args.out)
-    translator = Translator(args.checkpoint, device=args.device, seed=args.seed)
+    translator = Translator(
+        args.checkpoint, device=args.device, seed=args.seed, runtime=_runtime(args)
+    )
     written = makeup_files(
         translator,
         args.source,
@@ -202,7 +224,9 @@ def _correspond(args: argparse.Namespace) -> int:
     from .inference.applications import correspond_files, parse_points
 
     points = parse_points(args.points)
-    translator = Translator(args.checkpoint, device=args.device, seed=args.seed)
+    translator = Translator(
+        args.checkpoint, device=args.device, seed=args.seed, runtime=_runtime(args)
+    )
     matches = correspond_files(
         translator,
         args.input,
@@ -333,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="UPerNet ADE20k folder for photo-mask (default: WEIGHTS_DIR/upernet_ade20k, as "
         "params.yaml preprocess.masks.model_dir)",
     )
+    _add_runtime_args(tr)
     tr.set_defaults(func=_translate)
 
     demo = sub.add_parser("demo", help="web page to translate uploads (http://127.0.0.1:7860/)")
@@ -353,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--domain", default="auto", choices=DOMAINS, help="mask kind (auto: guess)")
     common.add_argument("--device", default="cpu")
     common.add_argument("--seed", type=int, default=0, help="noise standing in for a hidden mask")
+    _add_runtime_args(common)
 
     ed = sub.add_parser(
         "edit", parents=[common], help="re-synthesise a photo from its edited mask (self-exemplar)"

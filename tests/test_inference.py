@@ -124,8 +124,8 @@ def test_deterministic_batched_and_rng_free(tmp_path, translator):
     assert torch.equal(torch.get_rng_state(), rng)  # the hidden-mask noise has its own generator
     for i in range(3):
         single, single_warped = translator.translate(inputs[i : i + 1], exemplars[i : i + 1])
-        torch.testing.assert_close(single, out[i : i + 1], atol=1e-5, rtol=0)
-        torch.testing.assert_close(single_warped, warped[i : i + 1], atol=1e-5, rtol=0)
+        torch.testing.assert_close(single, out[i : i + 1], atol=5e-5, rtol=0)
+        torch.testing.assert_close(single_warped, warped[i : i + 1], atol=5e-5, rtol=0)
     assert out.shape == warped.shape == (3, 3, 64, 64)
 
 

@@ -106,8 +106,11 @@ def correspondence_weights(
         ("exemplar_mask", exemplar_mask, (c, s, s)),
     ]:
         _check(name, x, shape)
-    x, ex = input_mask[None].to(translator.device), exemplar_photo[None].to(translator.device)
+    dtype = translator.runtime.dtype  # the networks' precision (bfloat16 runtimes)
+    x = input_mask[None].to(translator.device, dtype)
+    ex = exemplar_photo[None].to(translator.device, dtype)
     label = translator._exemplar_label(1, None if exemplar_mask is None else exemplar_mask[None])
+    label = None if label is None else label.to(dtype)
     f_in = l2_normalize(corr.input_adaptor(x))
     f_ex = l2_normalize(corr.exemplar_adaptor(ex))
     grid = tuple(f_in.shape[-2:])
@@ -115,7 +118,9 @@ def correspondence_weights(
     ref = None if label is None else F.interpolate(label, size=grid, mode="nearest")
     query, key = corr._match(f_in, f_ex, seg, ref, hide_exemplar_label=False)
     warped = corr._to_image(corr.warp(query, key, corr._exemplar_values(ex)), grid)[0]
-    return Correspondence(query[0], key[0], corr.alpha, grid, s, warped, corr.warp_impl)
+    return Correspondence(
+        query[0].float(), key[0].float(), corr.alpha, grid, s, warped.float(), corr.warp_impl
+    )
 
 
 def _mask_of(

@@ -21,6 +21,7 @@ from ..io import (
     write_image,
 )
 from ..models.export import load_generator
+from ..models.runtime import GeneratorRuntime, RuntimeOptions
 from .prepare import OUTPUT_SUFFIXES, Domain, Prepared, prepare_exemplar, prepare_input
 
 
@@ -31,7 +32,8 @@ class Translator:
     noise, as after the training's mask warm-up. ``None`` would follow the training, but
     ``model.json`` records only the architecture, so it means False: an exemplar input, when
     given, is shown. Without exemplar inputs the noise is used either way. ``seed`` fixes that
-    noise (see the module docstring).
+    noise (see the module docstring). ``runtime`` picks precision, layout and compilation
+    (:mod:`cocosnet.models.runtime`; default float32, eager).
     """
 
     def __init__(
@@ -41,6 +43,7 @@ class Translator:
         device: str | torch.device = "cpu",
         hide_exemplar_label: bool | None = None,
         seed: int = 0,
+        runtime: RuntimeOptions | None = None,
     ):
         try:
             self.device = torch.device(device)
@@ -49,7 +52,8 @@ class Translator:
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {device!r} requested but CUDA is not available")
         self.cfg, corr, gen = load_generator(model_dir)
-        self.corr, self.gen = corr.to(self.device), gen.to(self.device)
+        self.runtime = GeneratorRuntime(corr.to(self.device), gen.to(self.device), runtime)
+        self.corr, self.gen = self.runtime.corr, self.runtime.gen
         self.hide_exemplar_label = bool(hide_exemplar_label)
         self.seed = seed
 
@@ -97,8 +101,7 @@ class Translator:
                 raise ValueError(f"{name} has batch {x.shape[0]}, inputs {inputs.shape[0]}")
         inputs, exemplars = inputs.to(self.device), exemplars.to(self.device)
         label = self._exemplar_label(inputs.shape[0], exemplar_inputs)
-        warp = self.corr(inputs, exemplars, label, hide_exemplar_label=False)
-        return self.gen(inputs, warp.warped), warp.warped
+        return self.runtime(inputs, exemplars, label)
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,15 @@ the SAGAN-style non-local block, and weight initialisation."""
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
+
+from .warp import softmax_warp
 
 ParamFreeNorm = Literal["positional", "instance", "batch"]
 
@@ -19,10 +22,18 @@ def spectral(module: nn.Module) -> nn.Module:
 
 
 def positional_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """PONO: normalise each pixel over channels (unbiased variance, as the official code)."""
-    mean = x.mean(dim=1, keepdim=True)
-    var = x.var(dim=1, keepdim=True)
-    return (x - mean) * torch.rsqrt(var + eps)
+    """PONO: normalise each pixel over channels (unbiased variance, as the official code).
+
+    Computed as a layer norm over the channel axis, which is one fused kernel that accumulates
+    in float32 even for bfloat16 inputs: with the biased variance v_b = v (C-1)/C,
+    ``(x - m) / sqrt(v + eps) = sqrt((C-1)/C) * (x - m) / sqrt(v_b + eps (C-1)/C)``.
+    """
+    c = x.shape[1]
+    if c < 2:
+        raise ValueError("positional normalisation needs at least 2 channels")
+    shrink = (c - 1) / c
+    normed = F.layer_norm(x.movedim(1, -1), (c,), eps=eps * shrink).movedim(-1, 1)
+    return normed * math.sqrt(shrink)
 
 
 class PositionalNorm(nn.Module):
@@ -37,6 +48,33 @@ def make_param_free_norm(kind: ParamFreeNorm, channels: int) -> nn.Module:
         return nn.InstanceNorm2d(channels, affine=False)
     # Converted to SyncBatchNorm by the training loop when it runs distributed.
     return nn.BatchNorm2d(channels, affine=False)
+
+
+def memory_format_of(x: torch.Tensor) -> torch.memory_format:
+    """channels_last if ``x`` is laid out that way (and not also plain contiguous)."""
+    if x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):
+        return torch.contiguous_format
+    return torch.channels_last
+
+
+class ConditionPyramid:
+    """A condition map resized (nearest) to each feature size once: every SPADE at one
+    resolution shares it instead of resizing (and, channels-last, re-laying out) its own copy.
+    The layout is the network weights' (not the caller's tensor's, so results do not depend on
+    how an input happens to be strided)."""
+
+    def __init__(self, cond: torch.Tensor, memory_format: torch.memory_format):
+        self.cond, self.memory_format = cond.contiguous(memory_format=memory_format), memory_format
+        self._sizes: dict[tuple[int, int], torch.Tensor] = {}
+
+    def at(self, size: tuple[int, int]) -> torch.Tensor:
+        size = tuple(size)
+        if size not in self._sizes:
+            cond = self.cond
+            if cond.shape[-2:] != size:
+                cond = F.interpolate(cond, size=size, mode="nearest")
+            self._sizes[size] = cond.contiguous(memory_format=self.memory_format)
+        return self._sizes[size]
 
 
 class SPADE(nn.Module):
@@ -75,7 +113,9 @@ class SPADEResBlock(nn.Module):
             self.norm_s = SPADE(fin, cond_channels, hidden, norm)
             self.conv_s = spectral(nn.Conv2d(fin, fout, 1, bias=False))
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | ConditionPyramid) -> torch.Tensor:
+        if isinstance(cond, ConditionPyramid):
+            cond = cond.at(x.shape[-2:])
         shortcut = self.conv_s(self.norm_s(x, cond)) if self.learned_shortcut else x
         dx = self.conv_0(F.leaky_relu(self.norm_0(x, cond), 0.2))
         dx = self.conv_1(F.leaky_relu(self.norm_1(dx, cond), 0.2))
@@ -143,10 +183,9 @@ class NonLocalAttention(nn.Module):
         query = self.theta(x).flatten(2).transpose(1, 2)
         key = F.max_pool2d(self.phi(x), 2).flatten(2).transpose(1, 2)
         value = F.max_pool2d(self.g(x), 2).flatten(2).transpose(1, 2)
-        # Attention without materialising the (HW x HW/4) matrix; scale 1 as SAGAN.
-        attended = F.scaled_dot_product_attention(
-            query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1), scale=1.0
-        ).squeeze(1)
+        # Attention (scale 1, as SAGAN) without materialising the (HW x HW/4) matrix: the same
+        # exact kernel as the correspondence warp.
+        attended = softmax_warp(query, key, value, alpha=1.0)
         attended = attended.transpose(1, 2).reshape(b, -1, h, w)
         return self.gamma * self.out(attended) + x
 

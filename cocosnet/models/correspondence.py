@@ -16,7 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import ConvNormAct, ParamFreeNorm, ResidualBlock, SPADEResBlock
+from .blocks import (
+    ConditionPyramid,
+    ConvNormAct,
+    ParamFreeNorm,
+    ResidualBlock,
+    SPADEResBlock,
+    memory_format_of,
+)
 from .warp import WarpImpl, softmax_warp
 
 _EPS = sys.float_info.epsilon  # added to feature norms, as the official code
@@ -71,8 +78,9 @@ class DomainAdaptor(nn.Module):
         h = self.convs[0](x)
         for conv in self.convs[1:]:
             h = conv(F.leaky_relu(h, 0.2))
+        cond = ConditionPyramid(x, memory_format_of(self.blocks[0].conv_0.weight))
         for block in self.blocks:
-            h = block(h, x)
+            h = block(h, cond)
         return h
 
 

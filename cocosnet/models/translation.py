@@ -11,7 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import NonLocalAttention, ParamFreeNorm, SPADEResBlock
+from .blocks import (
+    ConditionPyramid,
+    NonLocalAttention,
+    ParamFreeNorm,
+    SPADEResBlock,
+    memory_format_of,
+)
 
 # (in, out) widths of the 7 blocks in units of ngf, and whether a x2 upsampling precedes each.
 _BLOCKS = [
@@ -50,8 +56,9 @@ class TranslationNet(nn.Module):
 
     def forward(self, input_label: torch.Tensor, warped: torch.Tensor) -> torch.Tensor:
         """Synthesise an image in [-1, 1] from the input and the warped exemplar."""
-        cond = torch.cat([warped, input_label], dim=1)
-        x = self.stem(F.interpolate(cond, size=(self.latent_size, self.latent_size)))
+        fmt = memory_format_of(self.stem.weight)  # the layout the weights were given
+        cond = ConditionPyramid(torch.cat([warped, input_label], dim=1), fmt)
+        x = self.stem(cond.at((self.latent_size, self.latent_size)))
         for i, (block, (_, _, up)) in enumerate(zip(self.blocks, _BLOCKS, strict=True)):
             if up:
                 x = F.interpolate(x, scale_factor=2, mode="nearest")

@@ -8,8 +8,7 @@ One function, two implementations:
   N + M instead of N * M:
 
   - on CUDA it is ``scaled_dot_product_attention`` with ``scale=alpha`` (the softmax warp *is*
-    attention); the values are zero-padded to a multiple of 8 channels so the memory-efficient
-    kernel accepts them;
+    attention), pinned to the memory-efficient kernel in float32 (see :func:`sdpa_warp`);
   - on the CPU, PyTorch's fused attention kernel requires values as wide as the descriptors
     (2304 channels here, against 3 RGB values), and otherwise falls back to its math path, which
     materialises the matrix (measured: bench/warp.py). There the warp runs our own exact kernel:
@@ -26,6 +25,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 WarpImpl = Literal["naive", "fused"]
 
@@ -68,13 +68,39 @@ def softmax_warp(
 
 
 def sdpa_warp(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, alpha: float):
-    """The warp as PyTorch attention; values padded to a multiple of 8 channels."""
+    """The warp as PyTorch's memory-efficient attention kernel, in float32.
+
+    float32 because alpha = 100 turns bfloat16's rounding of a cosine (~0.004) into ~0.4 in the
+    exponent. The kernel needs contiguous channels and values padded to a multiple of 8; given
+    transposed descriptors, PyTorch silently falls back to its math path, which materialises the
+    matrix (measured: 88 GiB for a 256x256-grid training step on an H200). So only the
+    memory-efficient backend is allowed here: it never silently materialises (it raises).
+    """
     channels = value.shape[-1]
-    padded = F.pad(value, (0, -channels % 8))
-    out = F.scaled_dot_product_attention(
-        query.unsqueeze(1), key.unsqueeze(1), padded.unsqueeze(1), scale=alpha
-    )
-    return out.squeeze(1)[..., :channels]
+    with (
+        torch.autocast(query.device.type, enabled=False),
+        sdpa_kernel(SDPBackend.EFFICIENT_ATTENTION),
+    ):
+        # The kernel needs unit stride along channels (descriptors arrive transposed).
+        q, k = (x.float().contiguous().unsqueeze(1) for x in (query, key))
+        v = F.pad(value.float(), (0, -channels % 8)).contiguous().unsqueeze(1)
+        out = F.scaled_dot_product_attention(q, k, v, scale=alpha)
+    return out.squeeze(1)[..., :channels].to(value.dtype)
+
+
+def _scores(query_rows: torch.Tensor, key_t: torch.Tensor, alpha: float) -> torch.Tensor:
+    """alpha * q k^T for a block of query rows, in float32."""
+    return torch.bmm(query_rows, key_t).float().mul_(alpha)
+
+
+def _exp(shifted: torch.Tensor) -> torch.Tensor:
+    """In-place exp of scores shifted to <= 0 (float32 only).
+
+    Clamped at -80 first: exp(-80) = 1.8e-35 is far below float32 resolution next to the row's
+    largest term (1), and the vectorised exp is about 4x slower on inputs that underflow
+    (alpha = 100 puts most of a row near -100 to -200).
+    """
+    return shifted.clamp_(min=-80.0).exp_()
 
 
 def block_rows(n_keys: int) -> int:
@@ -93,14 +119,18 @@ class BlockwiseSoftmaxWarp(torch.autograd.Function):
     def forward(ctx, query, key, value, alpha: float, block: int):
         b, n, _ = query.shape
         out = value.new_empty(b, n, value.shape[-1])
-        lse = query.new_empty(b, n)
+        # The softmax itself runs in float32 whatever the input dtype: in bfloat16, alpha = 100
+        # times a cosine would carry errors of ~0.4 into the exponent.
+        lse = query.new_empty(b, n, dtype=torch.float32)
         key_t = key.transpose(1, 2)
         for start in range(0, n, block):
             rows = slice(start, start + block)
-            scores = torch.bmm(query[:, rows], key_t).mul_(alpha)
-            lse[:, rows] = torch.logsumexp(scores, dim=-1)
-            probs = scores.sub_(lse[:, rows, None]).exp_()
-            out[:, rows] = torch.bmm(probs, value)
+            scores = _scores(query[:, rows], key_t, alpha)
+            peak = scores.amax(dim=-1, keepdim=True)
+            probs = _exp(scores.sub_(peak))  # unnormalised: one exp pass, divided after the bmm
+            total = probs.sum(dim=-1, keepdim=True)
+            lse[:, rows] = (peak + total.log()).squeeze(-1)
+            out[:, rows] = torch.bmm(probs.to(value.dtype), value).div_(total.to(value.dtype))
         ctx.save_for_backward(query, key, value, out, lse)
         ctx.alpha, ctx.block = alpha, block
         return out
@@ -119,7 +149,8 @@ class BlockwiseSoftmaxWarp(torch.autograd.Function):
         delta = (grad_out * out).sum(-1)
         for start in range(0, query.shape[1], block):
             rows = slice(start, start + block)
-            probs = torch.bmm(query[:, rows], key_t).mul_(alpha).sub_(lse[:, rows, None]).exp_()
+            probs = _exp(_scores(query[:, rows], key_t, alpha).sub_(lse[:, rows, None]))
+            probs = probs.to(value.dtype)
             if need_v:
                 grad_v += torch.bmm(probs.transpose(1, 2), grad_out[:, rows])
             if need_q or need_k:
