@@ -139,3 +139,18 @@ def test_inference_at_every_corr_size(corr_size):
     assert torch.allclose(warped, warp.warped, atol=1e-4)
     out, _ = run(RuntimeOptions("bfloat16", channels_last=True))
     assert (out - expected).abs().mean() < 0.05 * expected.abs().mean()
+
+
+@pytest.mark.slow
+def test_compiled_runtime_matches_eager():
+    """torch.compile (inductor) gives the eager float32 result to float rounding (slow: the
+    first call compiles)."""
+    cfg = _cfg(64, 16)
+    torch.manual_seed(0)
+    corr, gen = build_correspondence(cfg).eval(), build_translation(cfg).eval()
+    batch = _batch(cfg)
+    args = (batch["input"], batch["exemplar"], batch["exemplar_input"])
+    eager = GeneratorRuntime(corr, gen)(*args)
+    compiled = GeneratorRuntime(corr, gen, RuntimeOptions(compile=True))(*args)
+    for a, b in zip(eager, compiled, strict=True):
+        assert torch.allclose(a, b, atol=1e-4)

@@ -367,3 +367,33 @@ def test_cli_exemplar_input(tmp_path, model, capsys):
     out = str(tmp_path / "o.png")
     assert main([*args, str(exemplar), "--out", out, "--exemplar-input", str(wrong)]) == 2
     assert "is 36x30 but exemplar" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra", [["--channels-last"], ["--precision", "bfloat16"]])
+def test_translate_cli_runtime_options(tmp_path, model, extra):
+    """--precision / --channels-last change the arithmetic, not the result: the output stays
+    within a few grey levels of the float32 one (random weights; bench/inference.py measures)."""
+    _label(tmp_path / "in.png", 64, 64)
+    _photo(tmp_path / "ex.png", 64, 64, 1)
+    args = ["translate", "--checkpoint", str(model), "--input", str(tmp_path / "in.png")]
+    args += ["--exemplar", str(tmp_path / "ex.png")]
+    assert main([*args, "--out", str(tmp_path / "f32.png")]) == 0
+    assert main([*args, "--out", str(tmp_path / "opt.png"), *extra]) == 0
+    f32 = read_image(tmp_path / "f32.png").astype(int)
+    opt = read_image(tmp_path / "opt.png").astype(int)
+    assert np.abs(opt - f32).mean() < 3 and np.abs(opt - f32).max() < 40
+
+
+def test_correspondence_in_bfloat16(model):
+    """The correspondence application runs on a bfloat16 runtime and returns float32 weights."""
+    from cocosnet.inference.applications import correspondence_weights
+    from cocosnet.models.runtime import RuntimeOptions
+
+    tr = Translator(model, runtime=RuntimeOptions("bfloat16", channels_last=True))
+    g = torch.Generator().manual_seed(0)
+    label = torch.nn.functional.one_hot(torch.randint(0, 8, (64, 64), generator=g), 8)
+    label = label.permute(2, 0, 1).float()
+    corr = correspondence_weights(tr, label, torch.rand(3, 64, 64, generator=g) * 2 - 1)
+    weights = corr.weights()
+    assert weights.dtype == torch.float32
+    assert torch.allclose(weights.sum(-1), torch.ones(weights.shape[0]), atol=1e-4)
