@@ -12,7 +12,7 @@ export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: repro test bench lint lock clean-venv ui test-ui plots flow
+.PHONY: repro test test-slow bench bench-inference lint lock clean-venv ui test-ui plots flow
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,8 +26,18 @@ repro: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# Slow tests that need no browser (e.g. torch.compile against eager).
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow --ignore tests/test_mlflow_ui.py \
+		--ignore tests/test_webdemo.py
+
 bench: $(STAMP)
 	$(BIN)/python bench/warp.py
+
+# End-to-end inference of the paper model, naive float32 vs the optimised runtimes (~15 min on
+# 2 CPU cores): bench/results/inference.json
+bench-inference: $(STAMP)
+	$(BIN)/python bench/inference.py --batch 1 8 --trained models/demo/export
 
 lint: $(STAMP)
 	$(BIN)/ruff check cocosnet stages tests bench pipeline
