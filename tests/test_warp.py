@@ -1,6 +1,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend
 
 from cocosnet.models import warp
 from cocosnet.models.correspondence import l2_normalize
@@ -100,12 +101,27 @@ def test_bad_shapes_and_impl_are_refused():
 
 def test_sdpa_path_matches_naive():
     """The CUDA path (PyTorch attention with values padded to 8 channels) computes the same warp;
-    on the CPU it runs PyTorch's math fallback, which checks the padding and scaling."""
+    on the CPU it runs with PyTorch's math backend, which checks the padding and scaling."""
     q = descriptors(2, (8, 8), 16, 10)
     k = descriptors(2, (6, 10), 16, 11)
     v = torch.randn(2, 60, 5)
     expected = softmax_warp(q, k, v, 100.0, "naive")
-    assert rel_err(warp.sdpa_warp(q, k, v, 100.0), expected) < 1e-5
+    assert rel_err(warp.sdpa_warp(q, k, v, 100.0, SDPBackend.MATH), expected) < 1e-5
+
+
+def test_cpu_flash_path_matches_naive_with_gradients():
+    """Values wider than the descriptors (the non-local attention) take PyTorch's CPU flash
+    kernel with zero-padded descriptors: same output and gradients as the naive warp."""
+    q = descriptors(2, (8, 8), 6, 20).requires_grad_(True)
+    k = descriptors(2, (4, 4), 6, 21).requires_grad_(True)
+    v = torch.randn(2, 16, 12, requires_grad=True)
+    fused = softmax_warp(q, k, v, 1.0, "fused")
+    grads = torch.autograd.grad(fused.square().sum(), (q, k, v))
+    naive = softmax_warp(q, k, v, 1.0, "naive")
+    expected = torch.autograd.grad(naive.square().sum(), (q, k, v))
+    assert rel_err(fused, naive) < 1e-5
+    for g, e in zip(grads, expected, strict=True):
+        assert rel_err(g, e) < 1e-4
 
 
 def test_blockwise_gradients_only_where_needed():

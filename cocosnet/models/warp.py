@@ -9,9 +9,11 @@ One function, two implementations:
 
   - on CUDA it is ``scaled_dot_product_attention`` with ``scale=alpha`` (the softmax warp *is*
     attention), pinned to the memory-efficient kernel in float32 (see :func:`sdpa_warp`);
-  - on the CPU, PyTorch's fused attention kernel requires values as wide as the descriptors
-    (2304 channels here, against 3 RGB values), and otherwise falls back to its math path, which
-    materialises the matrix (measured: bench/warp.py). There the warp runs our own exact kernel:
+  - on the CPU, PyTorch's flash-attention kernel requires values as wide as the descriptors. It
+    is used where the values are at least as wide (the descriptors are zero-padded: the
+    translation network's non-local attention); otherwise (2304-d descriptors against 3 RGB
+    values) it would fall back to its math path, which materialises the matrix (measured:
+    bench/warp.py), and the warp runs our own exact kernel:
     query rows in blocks, each block's softmax completed against all exemplar positions, and a
     flash-attention-style backward that recomputes each block from the saved log-sum-exp.
 
@@ -63,11 +65,19 @@ def softmax_warp(
     if impl == "fused":
         if query.is_cuda:
             return sdpa_warp(query, key, value, alpha)
+        if value.shape[-1] >= query.shape[-1]:  # e.g. the non-local attention's 32-d q/k
+            return cpu_flash_warp(query, key, value, alpha)
         return BlockwiseSoftmaxWarp.apply(query, key, value, alpha, block_rows(key.shape[1]))
     raise ValueError(f"unknown warp implementation {impl!r}; use 'naive' or 'fused'")
 
 
-def sdpa_warp(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, alpha: float):
+def sdpa_warp(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    alpha: float,
+    backend: SDPBackend = SDPBackend.EFFICIENT_ATTENTION,
+):
     """The warp as PyTorch's memory-efficient attention kernel, in float32.
 
     float32 because alpha = 100 turns bfloat16's rounding of a cosine (~0.004) into ~0.4 in the
@@ -75,17 +85,29 @@ def sdpa_warp(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, alpha
     transposed descriptors, PyTorch silently falls back to its math path, which materialises the
     matrix (measured: 88 GiB for a 256x256-grid training step on an H200). So only the
     memory-efficient backend is allowed here: it never silently materialises (it raises).
+    ``backend`` exists for tests of the padding and scaling on machines without CUDA.
     """
     channels = value.shape[-1]
     with (
         torch.autocast(query.device.type, enabled=False),
-        sdpa_kernel(SDPBackend.EFFICIENT_ATTENTION),
+        sdpa_kernel(backend),
     ):
         # The kernel needs unit stride along channels (descriptors arrive transposed).
         q, k = (x.float().contiguous().unsqueeze(1) for x in (query, key))
         v = F.pad(value.float(), (0, -channels % 8)).contiguous().unsqueeze(1)
         out = F.scaled_dot_product_attention(q, k, v, scale=alpha)
     return out.squeeze(1)[..., :channels].to(value.dtype)
+
+
+def cpu_flash_warp(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, alpha: float):
+    """PyTorch's CPU flash-attention kernel, which needs query, key and value equally wide:
+    descriptors narrower than the values are zero-padded (adding 0 to every inner product).
+    Pinned to that kernel so it can never fall back to the materialising math path."""
+    width = value.shape[-1]
+    q, k = (F.pad(x, (0, width - x.shape[-1])).contiguous().unsqueeze(1) for x in (query, key))
+    with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+        out = F.scaled_dot_product_attention(q, k, value.contiguous().unsqueeze(1), scale=alpha)
+    return out.squeeze(1)
 
 
 def _scores(query_rows: torch.Tensor, key_t: torch.Tensor, alpha: float) -> torch.Tensor:
