@@ -113,12 +113,23 @@ def _runtime(args: argparse.Namespace):
     return RuntimeOptions(args.precision, args.channels_last, args.compile)
 
 
+def _report_skipped(command: str, skipped: list[Exception], kept: list) -> bool:
+    """One stderr line per skipped item (exit status 1 when others went through); False when
+    nothing is left (exit status 2)."""
+    for err in skipped:
+        print(f"cocosnet {command}: skipped: {' '.join(str(err).split())}", file=sys.stderr)
+    if not kept:
+        print(f"cocosnet {command}: error: all {len(skipped)} inputs refused", file=sys.stderr)
+    return bool(kept)
+
+
 def _translate(args: argparse.Namespace) -> int:
     import dataclasses
     import tempfile
     from pathlib import Path
 
     from .inference import Job, Translator, pairs_from_folders, read_pair_list, translate_many
+    from .inference.jobs import check_job
     from .inference.photos import PhotoModels, materialize_input
     from .inference.prepare import is_keypoints_table
 
@@ -155,31 +166,44 @@ def _translate(args: argparse.Namespace) -> int:
     models = PhotoModels(Path(args.weights_dir), masks_dir, device=args.device)
     with tempfile.TemporaryDirectory(prefix="cocosnet-inputs-") as made:
         # Photos and keypoint tables become the mask / pose files the label / pose domains read.
-        domain = args.domain
-        for i, job in enumerate(jobs):
-            path, domain = materialize_input(
-                job.input,
-                args.domain,
-                made,
-                models=models,
-                image_id=args.image_id,
-                canvas=args.pose_size,
-            )
-            ex_input = job.exemplar_input
-            if ex_input is not None and args.domain in ("photo-mask", "photo-pose"):
-                ex_input = materialize_input(ex_input, args.domain, made, models=models)[0]
-            jobs[i] = dataclasses.replace(job, input=path, exemplar_input=ex_input)
+        # Every pair is read first: a bad file skips its pair (one line) and the others go on.
+        domain, kept, skipped = args.domain, [], []
+        for job in jobs:
+            try:
+                path, domain = materialize_input(
+                    job.input,
+                    args.domain,
+                    made,
+                    models=models,
+                    image_id=args.image_id,
+                    canvas=args.pose_size,
+                )
+                ex_input = job.exemplar_input
+                if ex_input is not None and args.domain in ("photo-mask", "photo-pose"):
+                    ex_input = materialize_input(ex_input, args.domain, made, models=models)[0]
+                job = dataclasses.replace(job, input=path, exemplar_input=ex_input)
+                size, channels = translator.size, translator.semantic_nc
+                check_job(job, channels, size, domain=domain, canvas=args.pose_size)
+            except (ValueError, FileNotFoundError) as err:
+                if len(jobs) == 1:
+                    raise
+                skipped.append(err)
+                continue
+            kept.append(job)
+        if not _report_skipped(args.command, skipped, kept):
+            return 2
         written = translate_many(
             translator,
-            jobs,
+            kept,
             domain=domain,
             batch_size=args.batch_size,
             warped_dir=warped_dir,
             pose_size=args.pose_size,
             progress=len(jobs) > 1,
         )
-    print(json.dumps({"translated": len(written), "out": args.out}))
-    return 0
+    summary = {"translated": len(written), "out": args.out}
+    print(json.dumps(summary | ({"skipped": len(skipped)} if skipped else {})))
+    return 1 if skipped else 0
 
 
 def _edit(args: argparse.Namespace) -> int:
@@ -199,11 +223,26 @@ def _edit(args: argparse.Namespace) -> int:
 def _makeup(args: argparse.Namespace) -> int:
     from .inference import Translator
     from .inference.applications import makeup_files, makeup_targets
+    from .inference.jobs import check_masked_photo
 
     targets = makeup_targets(args.targets, args.target_masks, args.out)
     translator = Translator(
         args.checkpoint, device=args.device, seed=args.seed, runtime=_runtime(args)
     )
+    problems = []
+    for photo, mask, _ in targets:  # all read first: a bad target refuses the run, not halfway
+        try:
+            check_masked_photo(
+                photo, mask, translator.semantic_nc, translator.size, domain=args.domain
+            )
+        except (ValueError, FileNotFoundError) as err:
+            problems.append(err)
+    if len(problems) == 1:
+        raise problems[0]
+    for err in problems:
+        print(f"cocosnet makeup: error: {' '.join(str(err).split())}", file=sys.stderr)
+    if problems:
+        return 2
     written = makeup_files(
         translator,
         args.source,

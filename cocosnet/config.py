@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 PresetName = Literal["paper_ade20k", "paper_celebahq_edge", "paper_deepfashion", "demo"]
@@ -454,6 +455,18 @@ def model_config(section: Mapping[str, Any] | None = None, **overrides: Any) -> 
 def loss_config(section: Mapping[str, Any] | None = None, **overrides: Any) -> LossConfig:
     """Resolve a ``loss`` section: preset weights first, then the section's keys."""
     return _with_preset("loss", LossConfig, LOSS_PRESETS, {**(section or {}), **overrides})
+
+
+def parse_params_text(text: str, source: str = "params.yaml") -> Params:
+    """Validate the YAML text of a params file (``source``: its name, for messages)."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        problem = " ".join((getattr(err, "problem", None) or str(err)).split())
+        raise ConfigError(f"{source}{where}: not valid YAML ({problem})") from None
+    return parse_params(raw)
 
 
 def parse_params(raw: Mapping[str, Any] | None) -> Params:

@@ -8,33 +8,47 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
-
-from cocosnet.config import parse_params
+from cocosnet.config import ConfigError, parse_params_text
 from cocosnet.data.prepare import MANIFEST
+from cocosnet.io import atomic_dir
 from cocosnet.preprocess.edges import edge_maps_for_dataset
 
 # Datasets whose edge input is not plain Canny: CelebA-HQ edge uses the official 15 channels.
 ENCODINGS = {"celebahq": "celebahq15"}
 
 
+STAGE = "edges"
+
+
+def _params(params_path: str):
+    """Validated params.yaml; a missing, unreadable or invalid file stops the stage clearly."""
+    try:
+        return parse_params_text(Path(params_path).read_text(encoding="utf-8"), params_path)
+    except (OSError, UnicodeDecodeError, ConfigError) as err:
+        raise SystemExit(f"{STAGE}: {err}") from None
+
+
 def main(dataset: str, params_path: str = "params.yaml") -> None:
-    params = parse_params(yaml.safe_load(Path(params_path).read_text()))
+    params = _params(params_path)
     root = Path(params.data.root)
     dataset_dir = root / dataset
     if not (dataset_dir / MANIFEST).is_file():
         raise SystemExit(f"edges: {dataset_dir / MANIFEST} not found; run prepare@{dataset} first")
     out_dir = root / f"{dataset}_edges"
     cfg = params.preprocess.edges
-    count = edge_maps_for_dataset(
-        dataset_dir,
-        out_dir,
-        cfg,
-        encoding=ENCODINGS.get(dataset, "canny"),
-        workers=params.parallel.workers,
-        dask_address=params.parallel.dask_address,
-        max_pixels=params.data.max_pixels,
-    )
+    try:  # built aside and swapped in: a bad image never leaves half a folder of edge maps
+        with atomic_dir(out_dir) as building:
+            count = edge_maps_for_dataset(
+                dataset_dir,
+                building,
+                cfg,
+                encoding=ENCODINGS.get(dataset, "canny"),
+                workers=params.parallel.workers,
+                dask_address=params.parallel.dask_address,
+                max_pixels=params.data.max_pixels,
+            )
+    except ValueError as err:  # ImageProblem, ManifestError: one line naming the file
+        raise SystemExit(f"edges: {err}") from None
     print(
         json.dumps(
             {"dataset": dataset, "edge_maps": count, "backend": cfg.backend, "out": str(out_dir)}

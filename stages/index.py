@@ -8,9 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
-
-from cocosnet.config import parse_params
+from cocosnet.config import ConfigError, parse_params_text
 from cocosnet.data import ade20k, celebahq, flickr
 from cocosnet.data.prepare import MANIFEST
 from cocosnet.preprocess.demo import DEMO_CLASSES
@@ -29,8 +27,19 @@ NUM_CLASSES = {
 }
 
 
+STAGE = "index"
+
+
+def _params(params_path: str):
+    """Validated params.yaml; a missing, unreadable or invalid file stops the stage clearly."""
+    try:
+        return parse_params_text(Path(params_path).read_text(encoding="utf-8"), params_path)
+    except (OSError, UnicodeDecodeError, ConfigError) as err:
+        raise SystemExit(f"{STAGE}: {err}") from None
+
+
 def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "weights") -> None:
-    params = parse_params(yaml.safe_load(Path(params_path).read_text()))
+    params = _params(params_path)
     root = Path(params.data.root)
     if not (root / dataset / MANIFEST).is_file():
         raise SystemExit(f"index: {root / dataset / MANIFEST} not found; run prepare@{dataset}")

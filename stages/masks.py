@@ -18,11 +18,11 @@ import sys
 from pathlib import Path
 
 import torch
-import yaml
 
 from cocosnet import weights
-from cocosnet.config import parse_params
+from cocosnet.config import ConfigError, parse_params_text
 from cocosnet.data.prepare import MANIFEST
+from cocosnet.io import atomic_dir
 from cocosnet.preprocess.segmentation import (
     BACKENDS,
     SegmentationError,
@@ -31,6 +31,17 @@ from cocosnet.preprocess.segmentation import (
 )
 
 DEFAULT_MODEL_DIR = "weights/upernet_ade20k"
+
+
+STAGE = "masks"
+
+
+def _params(params_path: str):
+    """Validated params.yaml; a missing, unreadable or invalid file stops the stage clearly."""
+    try:
+        return parse_params_text(Path(params_path).read_text(encoding="utf-8"), params_path)
+    except (OSError, UnicodeDecodeError, ConfigError) as err:
+        raise SystemExit(f"{STAGE}: {err}") from None
 
 
 def main(
@@ -44,7 +55,7 @@ def main(
     device: str | None = None,
     weights_dir: str = "weights",
 ) -> None:
-    params = parse_params(yaml.safe_load(Path(params_path).read_text()))
+    params = _params(params_path)
     cfg = params.preprocess.masks  # the defaults; explicit arguments win
 
     def pick(value, key, default):
@@ -70,16 +81,17 @@ def main(
         except weights.WeightsError as err:
             raise SystemExit(f"masks: {err}") from None
     out_dir = root / f"{dataset}_masks"
-    try:
-        count, digest = masks_for_dataset(
-            dataset_dir,
-            out_dir,
-            spec,
-            workers=params.parallel.workers,
-            dask_address=params.parallel.dask_address,
-            max_pixels=params.data.max_pixels,
-        )
-    except SegmentationError as err:
+    try:  # built aside and swapped in: a bad image never leaves half a folder of masks
+        with atomic_dir(out_dir) as building:
+            count, digest = masks_for_dataset(
+                dataset_dir,
+                building,
+                spec,
+                workers=params.parallel.workers,
+                dask_address=params.parallel.dask_address,
+                max_pixels=params.data.max_pixels,
+            )
+    except (SegmentationError, ValueError) as err:  # ImageProblem names the file
         raise SystemExit(f"masks: {err}") from None
     print(
         json.dumps(

@@ -13,16 +13,25 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
-
-from cocosnet.config import parse_params
+from cocosnet.config import ConfigError, parse_params_text
 from cocosnet.data.prepare import MANIFEST
+from cocosnet.io import atomic_dir
 from cocosnet.preprocess.pose import pose_for_dataset
 from cocosnet.weights import WeightsError, resolve
 
+STAGE = "pose"
+
+
+def _params(params_path: str):
+    """Validated params.yaml; a missing, unreadable or invalid file stops the stage clearly."""
+    try:
+        return parse_params_text(Path(params_path).read_text(encoding="utf-8"), params_path)
+    except (OSError, UnicodeDecodeError, ConfigError) as err:
+        raise SystemExit(f"{STAGE}: {err}") from None
+
 
 def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "weights") -> None:
-    params = parse_params(yaml.safe_load(Path(params_path).read_text()))
+    params = _params(params_path)
     scales = params.preprocess.pose.scales
     root = Path(params.data.root)
     dataset_dir = root / dataset
@@ -34,16 +43,20 @@ def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "wei
     except WeightsError as err:
         raise SystemExit(f"pose: {err}") from None
     out_dir = root / f"{dataset}_pose"
-    count = pose_for_dataset(
-        dataset_dir,
-        out_dir,
-        prototxt,
-        caffemodel,
-        scales=scales,
-        workers=params.parallel.workers,
-        dask_address=params.parallel.dask_address,
-        max_pixels=params.data.max_pixels,
-    )
+    try:  # built aside and swapped in: a bad image never leaves half a folder of pose files
+        with atomic_dir(out_dir) as building:
+            count = pose_for_dataset(
+                dataset_dir,
+                building,
+                prototxt,
+                caffemodel,
+                scales=scales,
+                workers=params.parallel.workers,
+                dask_address=params.parallel.dask_address,
+                max_pixels=params.data.max_pixels,
+            )
+    except ValueError as err:  # ImageProblem, ManifestError: one line naming the file
+        raise SystemExit(f"pose: {err}") from None
     print(
         json.dumps(
             {"dataset": dataset, "images": count, "scales": list(scales), "out": str(out_dir)}

@@ -7,16 +7,14 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
-
-from cocosnet.config import DataConfig, ParallelConfig, parse_params
+from cocosnet.config import ConfigError, DataConfig, ParallelConfig, parse_params_text
 from cocosnet.data.ade20k import prepare_ade20k
 from cocosnet.data.celebahq import prepare_celebahq
 from cocosnet.data.deepfashion import prepare_deepfashion
 from cocosnet.data.demo import prepare_demo
 from cocosnet.data.flickr import prepare_flickr
 from cocosnet.data.folder import prepare_folder
-from cocosnet.data.prepare import PrepareReport, write_prepared
+from cocosnet.data.prepare import PrepareError, PrepareReport, write_prepared
 
 
 def _prepare(dataset: str, out: Path, data: DataConfig, par: ParallelConfig) -> PrepareReport:
@@ -44,12 +42,26 @@ def _prepare(dataset: str, out: Path, data: DataConfig, par: ParallelConfig) -> 
     raise SystemExit(f"prepare: unknown dataset {dataset!r}")
 
 
+STAGE = "prepare"
+
+
+def _params(params_path: str):
+    """Validated params.yaml; a missing, unreadable or invalid file stops the stage clearly."""
+    try:
+        return parse_params_text(Path(params_path).read_text(encoding="utf-8"), params_path)
+    except (OSError, UnicodeDecodeError, ConfigError) as err:
+        raise SystemExit(f"{STAGE}: {err}") from None
+
+
 def main(dataset: str, params_path: str = "params.yaml") -> None:
-    params = parse_params(yaml.safe_load(Path(params_path).read_text()))
+    params = _params(params_path)
     data = params.data
     root = Path(data.root) / dataset
-    report = _prepare(dataset, root, data, params.parallel)
-    write_prepared(root, report)
+    try:
+        report = _prepare(dataset, root, data, params.parallel)
+        write_prepared(root, report)
+    except (PrepareError, ValueError) as err:  # a bad layout or nothing valid: no traceback
+        raise SystemExit(f"prepare: {err}") from None
     print(
         json.dumps(
             {

@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .prepare import IMAGE_SUFFIXES, pose_name
+from ..io import read_image
+from .prepare import IMAGE_SUFFIXES, pose_name, prepare_exemplar, prepare_input
 from .translator import Job
 
 
@@ -116,3 +117,45 @@ def read_pair_list(list_path: str | os.PathLike, out_dir: str | os.PathLike) -> 
     if not jobs:
         raise ValueError(f"{list_path}: no pairs")
     return jobs
+
+
+def check_job(
+    job: Job,
+    semantic_nc: int,
+    size: int,
+    *,
+    domain: str = "auto",
+    canvas: tuple[int, int] | None = None,
+) -> None:
+    """Read every file of ``job`` as translation will and raise its problem (ValueError, e.g.
+    ImageProblem, naming the file), so that a batch can skip a bad pair before it starts
+    writing instead of stopping halfway through."""
+    prepare_input(job.input, semantic_nc, size, domain=domain, canvas=canvas)
+    ex = prepare_exemplar(job.exemplar, size)
+    if job.exemplar_input is not None:
+        own = prepare_input(
+            job.exemplar_input,
+            semantic_nc,
+            size,
+            domain=domain,
+            canvas=(ex.box.height, ex.box.width),
+        )
+        if (own.box.height, own.box.width) != (ex.box.height, ex.box.width):
+            raise ValueError(
+                f"exemplar input {job.exemplar_input} is {own.box.width}x{own.box.height} but "
+                f"exemplar {job.exemplar} is {ex.box.width}x{ex.box.height}"
+            )
+
+
+def check_masked_photo(
+    photo: str | os.PathLike, mask: str | os.PathLike, semantic_nc: int, size: int, *, domain="auto"
+) -> None:
+    """Read a photo and its mask (edges, pose), which must share its size, as makeup will; raise
+    the problem (ValueError naming the file) so a batch skips that target up front."""
+    rgb = read_image(photo)
+    own = prepare_input(mask, semantic_nc, size, domain=domain, canvas=rgb.shape[:2])
+    if (own.box.height, own.box.width) != rgb.shape[:2]:
+        raise ValueError(
+            f"{mask} is {own.box.width}x{own.box.height} but photo {photo} is "
+            f"{rgb.shape[1]}x{rgb.shape[0]}"
+        )

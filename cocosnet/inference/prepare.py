@@ -138,8 +138,10 @@ def _single_channel(path: Path, channels: int) -> np.ndarray:
     """A single-channel file's values; a multi-band file is a channel-count error."""
     try:
         return read_label(path)
-    except ImageProblem:
-        bands = _bands(path)
+    except ImageProblem as err:
+        # Only a readable multi-band file is a channel-count error; a truncated RGB PNG keeps
+        # its own reason (its header alone would call it "3 bands").
+        bands = _bands(path) if "single-channel" in err.reason else 0
         if bands > 1:
             hint = "; use --domain photo-edges for Canny edges of a photo" if channels == 1 else ""
             raise channel_error(channels, path, bands, f"a {bands}-band image{hint}") from None
