@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
 import subprocess
 import sys
@@ -42,12 +41,10 @@ import time
 from pathlib import Path
 
 import torch
-from machine import torch_machine  # bench/machine.py, beside this script
+from machine import CHILD_ENV, peak_mib, torch_machine  # bench/machine.py, beside this script
 
 RESULTS = Path(__file__).resolve().parent / "results" / "inference.json"
 VARIANTS = ["baseline", "fused", "fused_cl", "bf16_cl", "bf16_cl_compiled"]
-# glibc returns large freed blocks at once, so the RSS high-water mark follows live tensors.
-CHILD_ENV = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
 
 
 def _inputs(cfg, batch: int, device: str):
@@ -76,14 +73,6 @@ def _nets(impl: str, corr_size: int, device: str):
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-
-
-def _peak_mib(device: str) -> float:
-    if device.startswith("cuda"):
-        return torch.cuda.max_memory_allocated() / 2**20
-    with open("/proc/self/status") as f:
-        hwm = next(line for line in f if line.startswith("VmHWM:"))
-    return int(hwm.split()[1]) / 1024
 
 
 def run_variant(variant: str, batch: int, runs: int, corr_size: int, device: str, out: Path):
@@ -129,7 +118,7 @@ def run_variant(variant: str, batch: int, runs: int, corr_size: int, device: str
         "s_per_batch": median,
         "s_per_image": median / batch,
         "all_s": times[1:],
-        "peak_mib": _peak_mib(device),
+        "peak_mib": peak_mib(device),
     }
 
 

@@ -7,6 +7,20 @@ import platform
 
 import torch
 
+# For benchmark subprocesses: glibc returns every large freed block to the OS at once, so the RSS
+# high-water mark measures live tensors rather than allocator caching.
+CHILD_ENV = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+
+
+def peak_mib(device: str | torch.device = "cpu") -> float:
+    """This process's peak memory: CUDA peak allocated, or the CPU RSS high-water mark."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    with open("/proc/self/status") as f:
+        hwm = next(line for line in f if line.startswith("VmHWM:"))
+    return int(hwm.split()[1]) / 1024
+
 
 def torch_machine(device: str | torch.device = "cpu") -> dict:
     device = torch.device(device)

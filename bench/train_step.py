@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,7 @@ import time
 from pathlib import Path
 
 import torch
-from machine import torch_machine  # bench/machine.py, beside this script
+from machine import CHILD_ENV, peak_mib, torch_machine  # bench/machine.py, beside this script
 
 from cocosnet.config import loss_config, model_config, parse_params
 from cocosnet.losses.objective import Objective
@@ -36,8 +35,6 @@ from cocosnet.models.vgg import VGG19
 from cocosnet.training.steps import Generator, Trainer
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_step.json"
-# glibc returns large freed blocks at once, so the RSS high-water mark follows live tensors.
-CHILD_ENV = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
 CASES = {
     "demo": dict(model="demo", loss="demo", batch=8, vgg=False),
     "paper_ade20k": dict(model="paper_ade20k", loss="paper_ade20k", batch=1, vgg=True),
@@ -60,14 +57,6 @@ def _batch(semantic_nc: int, size: int, batch: int, device: torch.device) -> dic
         "is_pseudo": torch.arange(batch) % 3 == 0,
     }
     return {k: v.to(device) for k, v in out.items()}
-
-
-def _peak_mib(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    with open("/proc/self/status") as f:
-        hwm = next(line for line in f if line.startswith("VmHWM:"))
-    return int(hwm.split()[1]) / 1024
 
 
 def time_case(
@@ -117,7 +106,7 @@ def time_case(
         "steps": steps,
         "s_per_step_median": statistics.median(times),
         "s_per_step_all": times,
-        "peak_mib": _peak_mib(device),
+        "peak_mib": peak_mib(device),
     }
 
 

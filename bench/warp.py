@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import resource
 import statistics
@@ -24,11 +23,10 @@ import sys
 import time
 from pathlib import Path
 
+from machine import CHILD_ENV  # bench/machine.py, beside this script
+
 RESULTS = Path(__file__).resolve().parent / "results" / "warp.json"
 NAIVE_MAX = 128  # the naive 256^2 correlation alone would be 16 GiB per image in float32
-# A fixed mmap threshold makes glibc return every large freed block to the OS at once, so the
-# RSS high-water mark measures live tensors rather than allocator caching.
-CHILD_ENV = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
 
 
 def _rss_kib() -> int:
