@@ -37,7 +37,8 @@ bench: $(STAMP)
 # End-to-end inference of the paper model, naive float32 vs the optimised runtimes (~15 min on
 # 2 CPU cores): bench/results/inference.json
 bench-inference: $(STAMP)
-	$(BIN)/python bench/inference.py --batch 1 8 --trained models/demo/export
+	$(BIN)/python bench/inference.py --batch 1 8 --trained models/demo/export \
+		--variants baseline fused bf16_autocast bf16_cl bf16_cl_compiled
 
 lint: $(STAMP)
 	$(BIN)/ruff check cocosnet stages tests bench pipeline

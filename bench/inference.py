@@ -8,6 +8,8 @@ same run:
 * ``fused``: :class:`cocosnet.models.runtime.GeneratorRuntime` in float32 (inference mode,
   spectral norm folded, fused warp);
 * ``fused_cl``: the same, channels-last;
+* ``bf16_autocast``: the float32 runtime under ``torch.autocast(bfloat16)`` (weights re-cast on
+  every call);
 * ``bf16_cl``: bfloat16 weights and activations, channels-last (norm statistics and the warp's
   softmax in float32);
 * ``bf16_cl_compiled``: the same through ``torch.compile`` (the first call, which compiles, is
@@ -44,7 +46,7 @@ import torch
 from machine import CHILD_ENV, peak_mib, torch_machine  # bench/machine.py, beside this script
 
 RESULTS = Path(__file__).resolve().parent / "results" / "inference.json"
-VARIANTS = ["baseline", "fused", "fused_cl", "bf16_cl", "bf16_cl_compiled"]
+VARIANTS = ["baseline", "fused", "fused_cl", "bf16_autocast", "bf16_cl", "bf16_cl_compiled"]
 
 
 def _inputs(cfg, batch: int, device: str):
@@ -87,6 +89,14 @@ def run_variant(variant: str, batch: int, runs: int, corr_size: int, device: str
         def forward():
             warp = corr(label, exemplar, ex_label)
             return gen(label, warp.warped)
+
+    elif variant == "bf16_autocast":
+        runtime = GeneratorRuntime(corr, gen)
+        autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+
+        def forward():
+            with autocast:
+                return runtime(label, exemplar, ex_label)[0]
 
     else:
         options = RuntimeOptions(
