@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from . import weights
 from .config import PRESETS, ConfigError, model_config
+from .io import os_error_message
 
 
 def _model_info(args: argparse.Namespace) -> int:
@@ -462,6 +463,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except (ConfigError, weights.WeightsError, FileNotFoundError, ValueError) as err:
         print(f"cocosnet {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # disk full, read-only output folder...: one line, no traceback
+        print(f"cocosnet {args.command}: error: {os_error_message(err)}", file=sys.stderr)
         return 2
 
 

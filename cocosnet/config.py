@@ -66,7 +66,8 @@ class ModelConfig(_Section):
             )
         if self.ngf % 2:
             problems.append(f"ngf={self.ngf} must be even (non-local block uses 4*ngf/8 channels)")
-        if self.use_attention and min(2 ** (self.n_layers_d - 2) * self.ndf, 512) % 8:
+        # The exponent is capped (ndf << 9 > 512 already) so a huge n_layers_d cannot hang.
+        if self.use_attention and min(self.ndf << min(self.n_layers_d - 2, 9), 512) % 8:
             problems.append(
                 f"ndf={self.ndf} gives a discriminator attention width not divisible by 8"
             )
@@ -438,7 +439,7 @@ def _with_preset(
     """Validate a section whose ``preset`` values come first and its own keys override them."""
     preset = values.get("preset")
     if preset is not None:
-        if preset not in presets:
+        if not isinstance(preset, str) or preset not in presets:  # a list/dict is unhashable
             raise ConfigError(f"{name}.preset: unknown preset {preset!r}; known: {sorted(presets)}")
         values = {**presets[preset], **values}
     try:
@@ -475,7 +476,7 @@ def parse_params(raw: Mapping[str, Any] | None) -> Params:
         raw = {}
     if not isinstance(raw, Mapping):
         raise ConfigError(f"params must be a mapping of sections, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - set(Params.model_fields))
+    unknown = sorted((k for k in raw if k not in Params.model_fields), key=repr)  # any key type
     if unknown:
         raise ConfigError(
             f"unknown params section(s): {unknown}; known: {sorted(Params.model_fields)}"

@@ -62,22 +62,71 @@ _DECODE_ERRORS = (
 )
 
 
+class OutputError(OSError):
+    """An output file could not be written (disk full, read-only, quota, size limit...);
+    ``str(err)`` is ``"<path>: cannot write (<cause>)"``, one line, naming the final path."""
+
+    def __init__(self, path: str | os.PathLike, cause: str, errno_: int | None = None) -> None:
+        super().__init__(errno_, cause)
+        self.path = Path(path)
+        self.cause = _one_line(cause)
+
+    def __str__(self) -> str:
+        return f"{_one_line(str(self.path))}: cannot write ({self.cause})"
+
+    def __reduce__(self):  # keep picklable across worker processes
+        return (type(self), (self.path, self.cause, self.errno))
+
+
+def os_error_message(err: OSError) -> str:
+    """One line for an OSError: ``"<file>: <reason>"`` (no errno number, no traceback)."""
+    if isinstance(err, OutputError):
+        return str(err)
+    reason = err.strerror or str(err) or type(err).__name__
+    where = err.filename if err.filename is not None else None
+    return _one_line(f"{where}: {reason}" if where is not None else reason)
+
+
+def _output_error(path: Path, tmp: Path | None, err: OSError) -> OSError:
+    """``err`` as an OutputError for ``path``, unless it is already one or, inside the block
+    (``tmp`` given), it names some other file (an input read while writing)."""
+    if isinstance(err, OutputError):
+        return err
+    named = {os.fsdecode(f) for f in (err.filename, err.filename2) if isinstance(f, str | bytes)}
+    if tmp is not None and named and not named & {str(path), str(tmp)}:
+        return err
+    # Arrow and some C writers put the reason only in the message (errno unset).
+    cause = err.strerror or str(err) or type(err).__name__
+    return OutputError(path, cause, err.errno)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
     Readers never see a half-written file, and a crash leaves the previous version in place.
+    An OSError while creating, writing or renaming the file (ENOSPC, EROFS, EFBIG...) is raised
+    as :class:`OutputError` naming ``path``, and the temporary file is removed.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    except OSError as err:
+        raise _output_error(path, None, err) from err
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+    except OSError as err:
+        translated = _output_error(path, tmp_path, err)
+        if translated is err:
+            raise
+        raise translated from err
     finally:
-        tmp_path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # never hide the real error behind a cleanup one
+            tmp_path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

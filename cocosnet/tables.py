@@ -42,6 +42,6 @@ def read_table(
         raise error(f"{path}: missing column(s) {missing}")
     try:
         table = table.select(schema.names).cast(schema)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
-        raise error(f"{path}: columns have the wrong types ({err})") from None
+    except (pa.ArrowException, ValueError, TypeError) as err:  # nulls in a non-null column
+        raise error(f"{path}: columns have the wrong types or nulls ({err})") from None
     return table.to_pylist()

@@ -164,4 +164,6 @@ def _track(params, dataset: str, summary: dict, preview) -> str:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    from stages._common import run_stage
+
+    run_stage("evaluate", main, sys.argv[1:])

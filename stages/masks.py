@@ -121,4 +121,6 @@ def cli(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    cli(sys.argv[1:])
+    from stages._common import run_stage
+
+    run_stage("masks", cli, [sys.argv[1:]])

@@ -41,4 +41,6 @@ def main(params_path: str = "params.yaml", out: str = "metrics/model.json") -> N
 
 
 if __name__ == "__main__":
-    main()
+    from stages._common import run_stage
+
+    run_stage("model_summary", main, ())

@@ -65,4 +65,6 @@ def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "wei
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    from stages._common import run_stage
+
+    run_stage("pose", main, sys.argv[1:])

@@ -74,4 +74,6 @@ def main(dataset: str, params_path: str = "params.yaml") -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    from stages._common import run_stage
+
+    run_stage("prepare", main, sys.argv[1:])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -137,28 +138,52 @@ def test_ddp_replicas_stay_identical(data_root, tmp_path):
     assert not torch.equal(init["theta.weight"], r0["g.corr.theta.weight"])
 
 
-def test_killed_training_resumes_to_the_same_weights(data_root, tmp_path):
-    overrides = _params(max_steps=6)
-    straight = _worker(data_root, tmp_path / "straight", overrides)
-    assert straight.wait(timeout=240) == 0
+KILL_OVERRIDES = _params(max_steps=6)
 
+
+def _kill_points() -> list:
+    """(step, delay) kill points: the fixed one (once checkpoint 3 exists) and one drawn at
+    random (seeded; COCOSNET_TEST_KILL_SEED picks another) anywhere in steps 1..4, up to 0.4 s
+    after that step's checkpoint appears, so the kill may land mid-step or mid-checkpoint."""
+    seed = int(os.environ.get("COCOSNET_TEST_KILL_SEED", "20240610"))
+    rng = random.Random(seed)
+    step, delay = rng.randint(1, 4), round(rng.uniform(0.0, 0.4), 3)
+    return [
+        pytest.param(3, 0.0, id="after-step-3"),
+        pytest.param(step, delay, id=f"random-seed{seed}-step{step}-delay{delay}s"),
+    ]
+
+
+@pytest.fixture(scope="module")
+def straight_weights(data_root, tmp_path_factory):
+    """Final weights of an uninterrupted run, shared by the kill points."""
+    out = tmp_path_factory.mktemp("straight")
+    assert _worker(data_root, out, KILL_OVERRIDES).wait(timeout=240) == 0
+    return torch.load(out / "rank0.pt", weights_only=True)
+
+
+@pytest.mark.parametrize(("kill_step", "delay"), _kill_points())
+def test_killed_training_resumes_to_the_same_weights(
+    data_root, tmp_path, straight_weights, kill_step, delay
+):
     killed = tmp_path / "killed"
-    proc = _worker(data_root, killed, overrides)
+    proc = _worker(data_root, killed, KILL_OVERRIDES)
     deadline = time.monotonic() + 240
-    while not any(s >= 3 for s, _ in list_checkpoints(killed / "checkpoints")):
+    while not any(s >= kill_step for s, _ in list_checkpoints(killed / "checkpoints")):
         assert proc.poll() is None, "training ended before it could be killed"
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    time.sleep(delay)
+    assert proc.poll() is None, "training ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    resumed = _worker(data_root, killed, overrides, stdout=subprocess.PIPE, text=True)
+    resumed = _worker(data_root, killed, KILL_OVERRIDES, stdout=subprocess.PIPE, text=True)
     out, _ = resumed.communicate(timeout=240)
     assert resumed.returncode == 0
     summary = json.loads(out.strip().splitlines()[-1])
-    assert summary["resumed"] is not None and 3 <= summary["resumed"] < 6, summary
-    a = torch.load(tmp_path / "straight" / "rank0.pt", weights_only=True)
+    assert summary["resumed"] is not None and kill_step <= summary["resumed"] < 6, summary
     b = torch.load(killed / "rank0.pt", weights_only=True)
-    different = [k for k in a if not torch.equal(a[k], b[k])]
+    different = [k for k in straight_weights if not torch.equal(straight_weights[k], b[k])]
     assert not different, different[:5]
 
 

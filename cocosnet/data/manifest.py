@@ -38,6 +38,8 @@ def inside_root(root: str | os.PathLike, relative: str) -> Path:
     """Resolve ``relative`` under ``root``, refusing absolute paths and any escape from root."""
     if not relative or PurePosixPath(relative).is_absolute() or Path(relative).is_absolute():
         raise ManifestError(f"path {relative!r} must be relative to the data root")
+    if "\x00" in relative:  # os calls would raise a bare "embedded null byte"
+        raise ManifestError(f"path {relative!r} contains a NUL byte")
     if ".." in PurePosixPath(relative).parts:
         raise ManifestError(f"path {relative!r} leaves the data root ('..')")
     root_resolved = Path(root).resolve()

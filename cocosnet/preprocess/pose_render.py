@@ -35,6 +35,8 @@ DRAWN_LIMBS = 17
 POSE_CHANNELS = 3 + DRAWN_LIMBS
 STICKWIDTH = 4
 JOINT_RADIUS = 4
+# Keypoints farther out than this are refused: OpenCV's drawing takes 32-bit coordinates.
+MAX_COORDINATE = 1e6
 
 
 def _txt_paths(directory: str | os.PathLike, name: str) -> tuple[Path, Path]:
@@ -53,6 +55,13 @@ def _check_arrays(candidate: np.ndarray, subset: np.ndarray) -> tuple[np.ndarray
         raise ValueError(f"candidate must be N x 4 (x, y, score, id), got shape {candidate.shape}")
     if subset.ndim != 2 or subset.shape[1] != SUBSET_COLUMNS:
         raise ValueError(f"subset must be M x {SUBSET_COLUMNS}, got shape {subset.shape}")
+    xy = candidate[:, :2]
+    if not np.isfinite(xy).all() or (np.abs(xy) > MAX_COORDINATE).any():
+        row = int(np.argwhere(~(np.abs(xy) <= MAX_COORDINATE))[0][0])
+        raise ValueError(
+            f"candidate row {row}: coordinates {xy[row].tolist()} are not finite numbers within "
+            f"+-{MAX_COORDINATE:g} pixels"
+        )
     idx = subset[:, :NUM_PARTS]
     bad = (idx != -1) & ((idx < 0) | (idx >= len(candidate)) | (idx != np.round(idx)))
     if bad.any():

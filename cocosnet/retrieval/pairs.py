@@ -160,19 +160,34 @@ def _grouped(rows: Sequence[Mapping]) -> dict[str, list[str]]:
     return {q: [e for _, e in sorted(by_query[q])] for q in sorted(by_query)}
 
 
+def _exportable(name: str) -> bool:
+    """Whether :func:`import_official` reads ``name`` back unchanged from a text line: it
+    splits on commas and on every line break str.splitlines knows, strips whitespace, turns
+    backslashes into ``/`` and drops a leading byte-order mark."""
+    return (
+        "," not in name
+        and "\\" not in name
+        and "\ufeff" not in name
+        and name == name.strip()
+        and name.splitlines() == [name]
+    )
+
+
 def export_official(path: str | os.PathLike, rows: Iterable[Mapping]) -> int:
     """Write rows as official ``key,ref1,...,refK`` lines (by query, then rank), atomically.
 
-    Returns the number of lines.  Ids containing a comma or a line break cannot be written.
+    Returns the number of lines.  Ids that would not read back unchanged (a comma, a line
+    break, a backslash, a byte-order mark, surrounding whitespace) cannot be written.
     """
     rows = list(rows)
     check_pairs(rows)
     grouped = _grouped(rows)
-    bad = sorted(
-        {v for q, refs in grouped.items() for v in (q, *refs) if any(c in v for c in ",\r\n")}
-    )
+    bad = sorted({v for q, refs in grouped.items() for v in (q, *refs) if not _exportable(v)})
     if bad:
-        raise PairsError(f"ids with a comma or line break cannot be exported: {bad[:MAX_SHOWN]}")
+        raise PairsError(
+            "ids with a comma, line break, backslash, byte-order mark or surrounding whitespace "
+            f"would not read back: {bad[:MAX_SHOWN]}"
+        )
     text = "".join(",".join([q, *refs]) + "\n" for q, refs in grouped.items())
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
