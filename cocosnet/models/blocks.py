@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from .warp import softmax_warp
+from .warp import WarpImpl, softmax_warp
 
 ParamFreeNorm = Literal["positional", "instance", "batch"]
 
@@ -169,8 +169,9 @@ class NonLocalAttention(nn.Module):
     """SAGAN self-attention: theta, phi (C/8) and g (C/2) 1x1 convs, phi and g 2x2 max-pooled,
     softmax(theta^T phi) (no 1/sqrt(d) scaling), 1x1 output conv, residual gain gamma (init 0)."""
 
-    def __init__(self, channels: int, sn: bool = True):
+    def __init__(self, channels: int, sn: bool = True, impl: WarpImpl = "fused"):
         super().__init__()
+        self.impl: WarpImpl = impl  # naive: the (HW x HW/4) matrix materialised, as the official
         wrap = spectral if sn else (lambda m: m)
         self.theta = wrap(nn.Conv2d(channels, channels // 8, 1, bias=False))
         self.phi = wrap(nn.Conv2d(channels, channels // 8, 1, bias=False))
@@ -185,7 +186,7 @@ class NonLocalAttention(nn.Module):
         value = F.max_pool2d(self.g(x), 2).flatten(2).transpose(1, 2)
         # Attention (scale 1, as SAGAN) without materialising the (HW x HW/4) matrix: the same
         # exact kernel as the correspondence warp.
-        attended = softmax_warp(query, key, value, alpha=1.0)
+        attended = softmax_warp(query, key, value, alpha=1.0, impl=self.impl)
         attended = attended.transpose(1, 2).reshape(b, -1, h, w)
         return self.gamma * self.out(attended) + x
 

@@ -39,6 +39,7 @@ def build_translation(cfg: ModelConfig, init: bool = True) -> TranslationNet:
         spade_hidden=cfg.spade_hidden,
         use_attention=cfg.use_attention,
         norm=cfg.param_free_norm,
+        warp_impl=cfg.warp_impl,
     )
     return _initialised(net, cfg) if init else net
 

@@ -18,6 +18,7 @@ from .blocks import (
     SPADEResBlock,
     memory_format_of,
 )
+from .warp import WarpImpl
 
 # (in, out) widths of the 7 blocks in units of ngf, and whether a x2 upsampling precedes each.
 _BLOCKS = [
@@ -42,6 +43,7 @@ class TranslationNet(nn.Module):
         spade_hidden: int = 128,
         use_attention: bool = True,
         norm: ParamFreeNorm = "positional",
+        warp_impl: WarpImpl = "fused",
     ):
         super().__init__()
         cond = 3 + semantic_nc
@@ -51,7 +53,7 @@ class TranslationNet(nn.Module):
             SPADEResBlock(fin * ngf, fout * ngf, cond, spade_hidden, norm)
             for fin, fout, _ in _BLOCKS
         )
-        self.attention = NonLocalAttention(4 * ngf) if use_attention else None
+        self.attention = NonLocalAttention(4 * ngf, impl=warp_impl) if use_attention else None
         self.to_rgb = nn.Conv2d(ngf, 3, 3, padding=1)
 
     def forward(self, input_label: torch.Tensor, warped: torch.Tensor) -> torch.Tensor:
