@@ -83,7 +83,7 @@ def sdpa_warp(
     float32 because alpha = 100 turns bfloat16's rounding of a cosine (~0.004) into ~0.4 in the
     exponent. The kernel needs contiguous channels and values padded to a multiple of 8; given
     transposed descriptors, PyTorch silently falls back to its math path, which materialises the
-    matrix (measured: 88 GiB for a 256x256-grid training step on an H200). So only the
+    matrix (measured: 86 GiB for a 256x256-grid training step on an H200). So only the
     memory-efficient backend is allowed here: it never silently materialises (it raises).
     ``backend`` exists for tests of the padding and scaling on machines without CUDA.
     """
