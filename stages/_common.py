@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
+from cocosnet.config import ConfigError, Params, parse_params_text
 from cocosnet.io import os_error_message
+
+
+def load_params(stage: str, params_path: str) -> Params:
+    """Validated params.yaml; a missing, unreadable or invalid file stops the stage with one
+    line per problem, not a traceback."""
+    try:
+        return parse_params_text(Path(params_path).read_text(encoding="utf-8"), params_path)
+    except (OSError, UnicodeDecodeError, ConfigError) as err:
+        raise SystemExit(f"{stage}: {err}") from None
 
 
 def run_stage(name: str, main: Callable[..., object], argv: Sequence[str]) -> None:

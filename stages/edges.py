@@ -8,10 +8,10 @@ import json
 import sys
 from pathlib import Path
 
-from cocosnet.config import ConfigError, parse_params_text
 from cocosnet.data.prepare import MANIFEST
 from cocosnet.io import atomic_dir
 from cocosnet.preprocess.edges import edge_maps_for_dataset
+from stages._common import load_params
 
 # Datasets whose edge input is not plain Canny: CelebA-HQ edge uses the official 15 channels.
 ENCODINGS = {"celebahq": "celebahq15"}
@@ -20,16 +20,8 @@ ENCODINGS = {"celebahq": "celebahq15"}
 STAGE = "edges"
 
 
-def _params(params_path: str):
-    """Validated params.yaml; a missing, unreadable or invalid file stops the stage clearly."""
-    try:
-        return parse_params_text(Path(params_path).read_text(encoding="utf-8"), params_path)
-    except (OSError, UnicodeDecodeError, ConfigError) as err:
-        raise SystemExit(f"{STAGE}: {err}") from None
-
-
 def main(dataset: str, params_path: str = "params.yaml") -> None:
-    params = _params(params_path)
+    params = load_params(STAGE, params_path)
     root = Path(params.data.root)
     dataset_dir = root / dataset
     if not (dataset_dir / MANIFEST).is_file():

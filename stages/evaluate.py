@@ -16,9 +16,7 @@ import sys
 from pathlib import Path
 
 import torch
-import yaml
 
-from cocosnet.config import parse_params
 from cocosnet.evaluation import translate_pairs
 from cocosnet.io import write_text_atomic
 from cocosnet.metrics.correspondence import warp_accuracy
@@ -26,6 +24,7 @@ from cocosnet.metrics.registry import MetricOptions, evaluate, folder_inputs
 from cocosnet.models.export import load_generator
 from cocosnet.preprocess.demo import DEMO_CLASSES, DEMO_OBJECT_CLASSES
 from cocosnet.training.data import default_condition, heldout_pairs
+from stages._common import load_params
 
 REPO = Path(__file__).resolve().parent.parent
 CLASS_NAMES = {"demo": DEMO_CLASSES}  # for the per-class table (others: class ids)
@@ -33,7 +32,7 @@ OBJECT_CLASSES = {"demo": DEMO_OBJECT_CLASSES}  # what warp_accuracy_objects sco
 
 
 def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "weights") -> None:
-    params = parse_params(yaml.safe_load(Path(params_path).read_text()))
+    params = load_params("evaluate", params_path)
     ecfg = params.eval
     export = Path("models") / dataset / "export"
     if not (export / "model.json").is_file():

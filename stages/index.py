@@ -8,12 +8,12 @@ import json
 import sys
 from pathlib import Path
 
-from cocosnet.config import ConfigError, parse_params_text
 from cocosnet.data import ade20k, celebahq, flickr
 from cocosnet.data.prepare import MANIFEST
 from cocosnet.preprocess.demo import DEMO_CLASSES
 from cocosnet.retrieval.build import build_pairs
 from cocosnet.weights import WeightsError
+from stages._common import load_params
 
 # Datasets whose ids carry an identity that must not serve as its own exemplar (DeepFashion: the
 # same person in another pose), used unless index.exclude_identity says otherwise.
@@ -30,16 +30,8 @@ NUM_CLASSES = {
 STAGE = "index"
 
 
-def _params(params_path: str):
-    """Validated params.yaml; a missing, unreadable or invalid file stops the stage clearly."""
-    try:
-        return parse_params_text(Path(params_path).read_text(encoding="utf-8"), params_path)
-    except (OSError, UnicodeDecodeError, ConfigError) as err:
-        raise SystemExit(f"{STAGE}: {err}") from None
-
-
 def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "weights") -> None:
-    params = _params(params_path)
+    params = load_params(STAGE, params_path)
     root = Path(params.data.root)
     if not (root / dataset / MANIFEST).is_file():
         raise SystemExit(f"index: {root / dataset / MANIFEST} not found; run prepare@{dataset}")

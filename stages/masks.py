@@ -20,7 +20,6 @@ from pathlib import Path
 import torch
 
 from cocosnet import weights
-from cocosnet.config import ConfigError, parse_params_text
 from cocosnet.data.prepare import MANIFEST
 from cocosnet.io import atomic_dir
 from cocosnet.preprocess.segmentation import (
@@ -29,19 +28,12 @@ from cocosnet.preprocess.segmentation import (
     SegmenterSpec,
     masks_for_dataset,
 )
+from stages._common import load_params
 
 DEFAULT_MODEL_DIR = "weights/upernet_ade20k"
 
 
 STAGE = "masks"
-
-
-def _params(params_path: str):
-    """Validated params.yaml; a missing, unreadable or invalid file stops the stage clearly."""
-    try:
-        return parse_params_text(Path(params_path).read_text(encoding="utf-8"), params_path)
-    except (OSError, UnicodeDecodeError, ConfigError) as err:
-        raise SystemExit(f"{STAGE}: {err}") from None
 
 
 def main(
@@ -55,7 +47,7 @@ def main(
     device: str | None = None,
     weights_dir: str = "weights",
 ) -> None:
-    params = _params(params_path)
+    params = load_params(STAGE, params_path)
     cfg = params.preprocess.masks  # the defaults; explicit arguments win
 
     def pick(value, key, default):

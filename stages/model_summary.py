@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import torch
-import yaml
 
-from cocosnet.config import parse_params
 from cocosnet.io import write_text_atomic
 from cocosnet.models.factory import (
     build_correspondence,
@@ -19,10 +16,11 @@ from cocosnet.models.factory import (
     build_translation,
     model_info,
 )
+from stages._common import load_params
 
 
 def main(params_path: str = "params.yaml", out: str = "metrics/model.json") -> None:
-    cfg = parse_params(yaml.safe_load(Path(params_path).read_text())).model
+    cfg = load_params("model_summary", params_path).model
     torch.manual_seed(0)
     corr, gen, disc = build_correspondence(cfg), build_translation(cfg), build_discriminator(cfg)
     size = cfg.image_size

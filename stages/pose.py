@@ -13,25 +13,17 @@ import json
 import sys
 from pathlib import Path
 
-from cocosnet.config import ConfigError, parse_params_text
 from cocosnet.data.prepare import MANIFEST
 from cocosnet.io import atomic_dir
 from cocosnet.preprocess.pose import pose_for_dataset
 from cocosnet.weights import WeightsError, resolve
+from stages._common import load_params
 
 STAGE = "pose"
 
 
-def _params(params_path: str):
-    """Validated params.yaml; a missing, unreadable or invalid file stops the stage clearly."""
-    try:
-        return parse_params_text(Path(params_path).read_text(encoding="utf-8"), params_path)
-    except (OSError, UnicodeDecodeError, ConfigError) as err:
-        raise SystemExit(f"{STAGE}: {err}") from None
-
-
 def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "weights") -> None:
-    params = _params(params_path)
+    params = load_params(STAGE, params_path)
     scales = params.preprocess.pose.scales
     root = Path(params.data.root)
     dataset_dir = root / dataset

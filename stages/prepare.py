@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from cocosnet.config import ConfigError, DataConfig, ParallelConfig, parse_params_text
+from cocosnet.config import DataConfig, ParallelConfig
 from cocosnet.data.ade20k import prepare_ade20k
 from cocosnet.data.celebahq import prepare_celebahq
 from cocosnet.data.deepfashion import prepare_deepfashion
@@ -15,6 +15,7 @@ from cocosnet.data.demo import prepare_demo
 from cocosnet.data.flickr import prepare_flickr
 from cocosnet.data.folder import prepare_folder
 from cocosnet.data.prepare import PrepareError, PrepareReport, write_prepared
+from stages._common import load_params
 
 
 def _prepare(dataset: str, out: Path, data: DataConfig, par: ParallelConfig) -> PrepareReport:
@@ -45,16 +46,8 @@ def _prepare(dataset: str, out: Path, data: DataConfig, par: ParallelConfig) -> 
 STAGE = "prepare"
 
 
-def _params(params_path: str):
-    """Validated params.yaml; a missing, unreadable or invalid file stops the stage clearly."""
-    try:
-        return parse_params_text(Path(params_path).read_text(encoding="utf-8"), params_path)
-    except (OSError, UnicodeDecodeError, ConfigError) as err:
-        raise SystemExit(f"{STAGE}: {err}") from None
-
-
 def main(dataset: str, params_path: str = "params.yaml") -> None:
-    params = _params(params_path)
+    params = load_params(STAGE, params_path)
     data = params.data
     root = Path(data.root) / dataset
     try:

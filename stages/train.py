@@ -18,9 +18,8 @@ import sys
 from pathlib import Path
 
 import torch
-import yaml
 
-from cocosnet.config import Params, parse_params
+from cocosnet.config import Params
 from cocosnet.io import write_text_atomic
 from cocosnet.metrics.correspondence import warp_accuracy
 from cocosnet.models.vgg import load_vgg19
@@ -30,6 +29,7 @@ from cocosnet.training.checkpoint import resumable, training_fingerprint
 from cocosnet.training.data import default_condition, heldout_pairs, training_examples
 from cocosnet.training.loop import CHECKPOINTS, TrainResult, train
 from cocosnet.weights import WeightsError
+from stages._common import load_params
 
 REPO = Path(__file__).resolve().parent.parent
 # Classes whose pixels `warp_accuracy_objects` scores.
@@ -75,7 +75,7 @@ def _held_out_accuracy(params: Params, dataset: str, export_dir: Path) -> dict:
 
 
 def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "weights") -> None:
-    params = parse_params(yaml.safe_load(Path(params_path).read_text()))
+    params = load_params("train", params_path)
     cfg = params.train
     if cfg.nproc_per_node * cfg.nnodes > 1 and "WORLD_SIZE" not in os.environ:
         cmd = distributed.torchrun_command(cfg, ["stages.train", dataset, params_path, weights_dir])
