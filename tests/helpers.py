@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -47,3 +48,16 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def dvc_project_copy(work: Path) -> Path:
+    """A copy of the code and dvc.yaml in ``work`` (created), for a DVC project in a temp dir;
+    the caller writes its params.yaml and runs git/dvc init."""
+    work.mkdir(parents=True)
+    for name in ("cocosnet", "stages"):
+        shutil.copytree(REPO / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "dvc.yaml", work)
+    return work

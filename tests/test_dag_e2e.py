@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+from .helpers import dvc_project_copy
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -38,11 +39,7 @@ def ran(output: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    work = tmp_path_factory.mktemp("dag") / "project"
-    work.mkdir()
-    for name in ("cocosnet", "stages"):
-        shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "dvc.yaml", work)
+    work = dvc_project_copy(tmp_path_factory.mktemp("dag") / "project")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"]["demo"] = {"n_train": 8, "n_val": 4, "size": 64, "seed": 0}
     params["index"]["k"] = 3

@@ -2,7 +2,6 @@
 fixture are prepared and edge-mapped, and a second `dvc repro` is a no-op."""
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import yaml
 from cocosnet.data.manifest import read_manifest
 from cocosnet.io import write_image
 
+from .helpers import dvc_project_copy
 from .test_adapters import celeba_root  # noqa: F401 - fixtures shared with the adapter tests
 from .test_deepfashion import raw as deepfashion_raw  # noqa: F401
 
@@ -42,11 +42,7 @@ def ade_fixture(raw: Path) -> Path:
 
 @pytest.fixture
 def project(tmp_path):
-    work = tmp_path / "project"
-    work.mkdir()
-    for name in ("cocosnet", "stages"):
-        shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "dvc.yaml", work)
+    work = dvc_project_copy(tmp_path / "project")
     raw = ade_fixture(tmp_path / "raw")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())  # every section DVC templates
     params["data"].update(
@@ -90,11 +86,7 @@ def test_dvc_repro_runs_pose_and_masks_with_tiny_registered_weights(tmp_path):
     from .test_masks import save_tiny_upernet
     from .test_pose import tiny_model
 
-    work = tmp_path / "project"
-    work.mkdir()
-    for name in ("cocosnet", "stages"):
-        shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "dvc.yaml", work)
+    work = dvc_project_copy(tmp_path / "project")
     rng = np.random.default_rng(1)
     raw = tmp_path / "photos"
     for i in range(3):
@@ -129,11 +121,7 @@ def test_dvc_repro_prepares_every_official_layout(tmp_path, celeba_root, deepfas
     for stem in ("a", "b"):
         write_image(flickr / "images" / f"{stem}.jpg", rng.integers(0, 255, (24, 36, 3), np.uint8))
         write_image(flickr / "mask" / f"{stem}.png", rng.integers(0, 151, (24, 36), np.uint8))
-    work = tmp_path / "project"
-    work.mkdir()
-    for name in ("cocosnet", "stages"):
-        shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "dvc.yaml", work)
+    work = dvc_project_copy(tmp_path / "project")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     roots = {
         "celebahq": str(celeba_root),

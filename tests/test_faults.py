@@ -27,6 +27,8 @@ from cocosnet.io import OutputError, atomic_path, write_text_atomic
 from cocosnet.retrieval.pairs import write_pairs
 from stages._common import run_stage
 
+from .helpers import dvc_project_copy
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DEMO = {"n_train": 6, "n_val": 2, "size": 32, "seed": 3}
@@ -87,11 +89,7 @@ def _params(data_root: str) -> dict:
 
 @pytest.fixture
 def project(tmp_path):
-    work = tmp_path / "project"
-    work.mkdir()
-    for name in ("cocosnet", "stages"):
-        shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "dvc.yaml", work)
+    work = dvc_project_copy(tmp_path / "project")
     (work / "params.yaml").write_text(yaml.safe_dump(_params("data")))
     subprocess.run(["git", "init", "-q"], cwd=work, check=True)
     _dvc(["init", "-q"], work)
