@@ -78,7 +78,9 @@ class DomainAdaptor(nn.Module):
         h = self.convs[0](x)
         for conv in self.convs[1:]:
             h = conv(F.leaky_relu(h, 0.2))
-        cond = ConditionPyramid(x, memory_format_of(self.blocks[0].conv_0.weight))
+        # A plain conv's weight: reading a spectral-normed one would run a power iteration.
+        layout = memory_format_of(self.blocks[0].norm_0.mlp_shared.weight)
+        cond = ConditionPyramid(x, layout)
         for block in self.blocks:
             h = block(h, cond)
         return h
