@@ -74,7 +74,6 @@ def time_case(
         vgg,
         warp_stride=mcfg.warp_stride,
         warp_patch=mcfg.warp_patch,
-        warp_mask=mcfg.warp_mask,
     )
     trainer = Trainer(
         mcfg,

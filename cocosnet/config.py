@@ -269,7 +269,9 @@ class LossConfig(_Section):
     vgg_feature_matching: float = Field(10.0, ge=0, description="lambda_vgg on pseudo pairs")
     fm_ratio: float = Field(0.1, ge=0, description="x lambda_vgg for VGG feature matching")
     perceptual: float = Field(0.01, ge=0, description="MSE of the perceptual layer vs truth")
-    perceptual_layer: Literal["relu4_2", "relu5_2"] = "relu4_2"
+    perceptual_layer: Literal["relu4_2", "relu5_2"] = Field(
+        "relu5_2", description="official which_perceptual: 5_2 (ADE20k), 4_2 (faces, DeepFashion)"
+    )
     contextual: float = Field(10.0, ge=0, description="contextual loss vs the exemplar")
     contextual_relu2_2: bool = False
     domain_alignment: float = Field(10.0, ge=0)
@@ -282,29 +284,88 @@ class LossConfig(_Section):
     )
     cycle: float = Field(0.0, ge=0)
     warp_self: float = Field(0.0, ge=0, description="L1(warped, truth) on pseudo pairs")
+    pseudo_pair_batch: int | None = Field(
+        None,
+        ge=1,
+        description="per-process batch the pseudo-pair weights were set for: those terms are "
+        "whole-batch means, i.e. divided by it (official: the per-GPU batch, 4 in the 8-GPU "
+        "batch-32 recipe); None: this run's per-process batch",
+    )
     vgg: Literal["auto", "required", "off"] = "auto"
     fallback_l1: float = Field(
         10.0, ge=0, description="pixel L1 on pseudo pairs, only where VGG losses are off"
     )
 
 
+# The official train commands (README of microsoft/CoCosNet; REFERENCE.md "Losses and
+# defaults"): every weight spelled out. The pseudo-pair terms were set for the per-GPU batch of 4
+# (batch 32 on 8 GPUs).
+_PAPER_LOSS = dict(
+    gan=10.0,
+    d_feature_matching=10.0,
+    vgg_feature_matching=10.0,
+    contextual=10.0,
+    contextual_relu2_2=False,
+    domain_alignment=10.0,
+    warped_mask_ignore_class=0,
+    pseudo_pair_batch=4,
+)
 LOSS_PRESETS: dict[str, dict[str, Any]] = {
-    "paper_ade20k": dict(warped_mask=100.0, cycle=0.0, fm_ratio=0.1, perceptual=0.01),
-    "paper_celebahq_mask": dict(warped_mask=100.0, cycle=0.1, fm_ratio=1.0, perceptual=0.001),
-    "paper_celebahq_edge": dict(warped_mask=0.0, cycle=1.0, fm_ratio=1.0, perceptual=0.001),
-    "paper_deepfashion": dict(warp_self=100.0, fm_ratio=1.0, perceptual=0.001),
+    "paper_ade20k": _PAPER_LOSS
+    | dict(
+        fm_ratio=0.1,
+        perceptual=0.01,
+        perceptual_layer="relu5_2",
+        warped_mask=100.0,
+        cycle=0.0,
+        warp_self=0.0,
+    ),
+    "paper_celebahq_mask": _PAPER_LOSS
+    | dict(
+        fm_ratio=1.0,
+        perceptual=0.001,
+        perceptual_layer="relu4_2",
+        warped_mask=100.0,
+        cycle=0.1,
+        warp_self=0.0,
+    ),
+    "paper_celebahq_edge": _PAPER_LOSS
+    | dict(
+        fm_ratio=1.0,
+        perceptual=0.001,
+        perceptual_layer="relu4_2",
+        warped_mask=0.0,
+        cycle=1.0,
+        warp_self=0.0,
+    ),
+    "paper_deepfashion": _PAPER_LOSS
+    | dict(
+        fm_ratio=1.0,
+        perceptual=0.001,
+        perceptual_layer="relu4_2",
+        warped_mask=0.0,
+        cycle=0.0,
+        warp_self=100.0,
+    ),
     # The demo trains from scratch in minutes on a CPU: the warped-mask loss carries the
-    # correspondence as in the ADE20k recipe; its class 0 (sky) is a real class.
+    # correspondence as in the ADE20k recipe; its class 0 (sky) is a real class. Its pseudo-pair
+    # weights (pixel L1 without VGG19) were set for the mean over pseudo pairs (divisor 1).
     "demo": dict(
-        warped_mask=100.0, warped_mask_ignore_class=None, cycle=0.0, fm_ratio=0.1, perceptual=0.01
+        warped_mask=100.0,
+        warped_mask_ignore_class=None,
+        cycle=0.0,
+        fm_ratio=0.1,
+        perceptual=0.01,
+        pseudo_pair_batch=1,
     ),
 }
 
 
 class PseudoPairConfig(_Section):
-    """Random geometric distortion that turns a ground truth into its own pseudo exemplar."""
+    """Further random distortion of a pseudo exemplar (ours; all off in the official recipes,
+    whose pseudo exemplar is the photo under an independent random crop and flip)."""
 
-    flip: bool = True
+    flip: bool = False
     crop: float = Field(0.0, ge=0, le=0.9)
     rotate: float = Field(0.0, ge=0, le=180)
     scale: float = Field(0.0, ge=0, le=0.9)
@@ -314,9 +375,24 @@ class PseudoPairConfig(_Section):
     tps_grid: int = Field(4, ge=2)
 
 
-class TrainConfig(_Section):
-    """The training loop (train@DS): schedule, optimisers, exemplars, checkpoints, processes."""
+TrainPresetName = Literal[
+    "paper_ade20k",
+    "paper_ade20k_nomask",
+    "paper_celebahq_mask",
+    "paper_celebahq_edge",
+    "paper_deepfashion",
+    "demo",
+]
 
+
+class TrainConfig(_Section):
+    """The training recipe (train@DS): schedule, optimisers, exemplars, data modes, processes.
+
+    Every key can change what training computes; the settings that cannot (threads, logging and
+    checkpoint cadence, ...) are in :class:`RuntimeConfig`.
+    """
+
+    preset: TrainPresetName | None = None
     datasets: list[DatasetName] = Field(default_factory=lambda: ["demo"])
     seed: int = 0
     batch_size: int = Field(8, ge=1, description="per process")
@@ -331,9 +407,22 @@ class TrainConfig(_Section):
     eps_d: float = Field(1e-8, gt=0)
     p_hard: float = Field(0.2, ge=0, le=1, description="last-ranked retrieval as exemplar")
     p_top1: float = Field(0.5, ge=0, le=1, description="top-1 retrieval as exemplar")
-    p_self: float = Field(0.3, ge=0, le=1, description="pseudo pair: distorted ground truth")
+    p_self: float = Field(0.3, ge=0, le=1, description="pseudo pair (self-reference)")
     pseudo: PseudoPairConfig = PseudoPairConfig()
+    same_person: bool = Field(
+        False,
+        description="DeepFashion --video_like: a pseudo pair is another view of the same person "
+        "in the same outfit where the training split has one",
+    )
     flip: bool = Field(True, description="random horizontal flips (DeepFashion: off)")
+    preprocess: Literal["resize_and_crop", "scale_shortside_and_crop"] = Field(
+        "resize_and_crop",
+        description="official resize_and_crop: squash to load_size^2, random crop; test: squash "
+        "to the network size. scale_shortside_and_crop keeps the aspect ratio",
+    )
+    load_size: int | None = Field(
+        None, ge=1, description="training resize side before the crop (None: 286/256 x size)"
+    )
     condition: Literal["auto", "label", "edges", "pose"] = Field(
         "auto", description="input domain; auto: pose for deepfashion, label masks otherwise"
     )
@@ -345,17 +434,8 @@ class TrainConfig(_Section):
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     deterministic: bool = Field(True, description="deterministic kernels (resume == uninterrupted)")
-    num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
-    threads: int | None = Field(None, ge=1, description="torch intra-op threads per process")
-    checkpoint_every: int = Field(200, ge=1, description="steps")
-    keep_checkpoints: int = Field(2, ge=1)
-    resume: Literal["auto", "never"] = "auto"
-    log_every: int = Field(10, ge=1, description="steps between loss records")
-    image_every: int = Field(200, ge=1, description="steps between image grids")
     nproc_per_node: int = Field(1, ge=1, description=">1: the stage launches torchrun")
     nnodes: int = Field(1, ge=1)
-    rdzv_endpoint: str | None = Field(None, description="host:port for multi-node rendezvous")
-    backend: Literal["auto", "nccl", "gloo"] = "auto"
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
@@ -364,9 +444,74 @@ class TrainConfig(_Section):
             raise ValueError(f"p_hard + p_top1 + p_self must sum to 1 (got {total})")
         if self.niter + self.niter_decay == 0 and self.max_steps is None:
             raise ValueError("niter + niter_decay is 0 and max_steps is not set: nothing to train")
-        if self.nnodes > 1 and not self.rdzv_endpoint:
-            raise ValueError("nnodes > 1 needs rdzv_endpoint (host:port of the rendezvous)")
         return self
+
+
+# The official train commands (README of microsoft/CoCosNet, options/*.py, data/*_dataset.py):
+# batch 32 on 8 GPUs is 4 per process; TTUR lr 1e-4 / 4e-4; reference probabilities 0.2 hard,
+# 0.5 top-1, 0.3 self (real_reference_probability 0.7, hard 0.2); every dataset class loads with
+# resize_and_crop at 286 (test: 256). DeepFashion: real_reference_probability 0, --no_flip,
+# --video_like. Losses (cycle, warp-self, ...) are in LOSS_PRESETS under the same names.
+_PAPER_TRAIN = dict(
+    batch_size=4,
+    lr_g=1e-4,
+    lr_d=4e-4,
+    beta1=0.0,
+    beta2=0.9,
+    eps_g=1e-3,
+    p_hard=0.2,
+    p_top1=0.5,
+    p_self=0.3,
+    pseudo={},
+    same_person=False,
+    flip=True,
+    preprocess="resize_and_crop",
+    load_size=286,
+    mask_epoch=None,
+)
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    "paper_ade20k": _PAPER_TRAIN | dict(niter=100, niter_decay=100),
+    # --noise_for_mask --mask_epoch 150: the exemplar mask is replaced by noise after epoch 150
+    "paper_ade20k_nomask": _PAPER_TRAIN | dict(niter=100, niter_decay=100, mask_epoch=150),
+    "paper_celebahq_mask": _PAPER_TRAIN | dict(niter=30, niter_decay=30),
+    "paper_celebahq_edge": _PAPER_TRAIN | dict(niter=30, niter_decay=30),
+    "paper_deepfashion": _PAPER_TRAIN
+    | dict(
+        niter=50, niter_decay=50, p_hard=0.0, p_top1=0.0, p_self=1.0, flip=False, same_person=True
+    ),
+    # Ours: minutes on 2 CPU cores. The 64x64 demo images are squashed to 72 (286/256 x 64) and
+    # cropped; pseudo exemplars are distorted further (a demo-only aid: no VGG19 losses here).
+    "demo": dict(
+        batch_size=8,
+        niter=8,
+        niter_decay=5,
+        lr_g=2e-4,
+        lr_d=4e-4,
+        p_hard=0.2,
+        p_top1=0.5,
+        p_self=0.3,
+        pseudo=dict(flip=True, rotate=10.0, scale=0.1, translate=0.05, tps=0.03),
+        flip=True,
+        preprocess="resize_and_crop",
+        load_size=72,
+        mask_epoch=4,
+    ),
+}
+
+
+class RuntimeConfig(_Section):
+    """How a training runs, never what it computes: no stage depends on these keys, and a
+    checkpoint resumes across them (the same result, faster or slower)."""
+
+    threads: int | None = Field(None, ge=1, description="torch intra-op threads per process")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
+    checkpoint_every: int = Field(200, ge=1, description="steps")
+    keep_checkpoints: int = Field(2, ge=1)
+    resume: Literal["auto", "never"] = "auto"
+    log_every: int = Field(10, ge=1, description="steps between loss records")
+    image_every: int = Field(200, ge=1, description="steps between image grids")
+    rdzv_endpoint: str | None = Field(None, description="host:port for multi-node rendezvous")
+    backend: Literal["auto", "nccl", "gloo"] = "auto"
 
 
 MetricName = Literal["fid", "swd", "semantic_consistency", "style_relevance", "warp_accuracy"]
@@ -419,6 +564,15 @@ class Params(_Section):
     eval: EvalConfig = EvalConfig()
     tracking: TrackingConfig = TrackingConfig()
     parallel: ParallelConfig = ParallelConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+
+    @model_validator(mode="after")
+    def _check_rendezvous(self) -> Params:
+        if self.train.nnodes > 1 and not self.runtime.rdzv_endpoint:
+            raise ValueError(
+                "train.nnodes > 1 needs runtime.rdzv_endpoint (host:port of the rendezvous)"
+            )
+        return self
 
 
 def _format_errors(section: str, err: ValidationError) -> str:
@@ -426,10 +580,11 @@ def _format_errors(section: str, err: ValidationError) -> str:
     for e in err.errors():
         where = ".".join(str(p) for p in (section, *e["loc"]) if p != "")
         msg = e["msg"].removeprefix("Value error, ")
-        got = "" if e["type"] == "missing" else f" (got {e.get('input')!r})"
+        whole = e["type"] == "missing" or not e["loc"]  # a model-level check: no single input
+        got = "" if whole else f" (got {e.get('input')!r})"
         if e["type"] == "extra_forbidden":
             msg, got = "unknown key", ""
-        lines.append(f"{where}: {msg}{got}")
+        lines.append(f"{where}: {msg}{got}" if where else f"{msg}{got}")
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 
@@ -441,7 +596,12 @@ def _with_preset(
     if preset is not None:
         if not isinstance(preset, str) or preset not in presets:  # a list/dict is unhashable
             raise ConfigError(f"{name}.preset: unknown preset {preset!r}; known: {sorted(presets)}")
-        values = {**presets[preset], **values}
+        base = presets[preset]
+        # Nested sections (train.pseudo) merge key by key too.
+        values = {
+            k: {**base[k], **v} if isinstance(v, Mapping) and isinstance(base.get(k), Mapping) else v
+            for k, v in {**base, **values}.items()
+        }
     try:
         return cls.model_validate(values)
     except ValidationError as err:
@@ -456,6 +616,11 @@ def model_config(section: Mapping[str, Any] | None = None, **overrides: Any) -> 
 def loss_config(section: Mapping[str, Any] | None = None, **overrides: Any) -> LossConfig:
     """Resolve a ``loss`` section: preset weights first, then the section's keys."""
     return _with_preset("loss", LossConfig, LOSS_PRESETS, {**(section or {}), **overrides})
+
+
+def train_config(section: Mapping[str, Any] | None = None, **overrides: Any) -> TrainConfig:
+    """Resolve a ``train`` section: the preset's recipe first, then the section's keys."""
+    return _with_preset("train", TrainConfig, TRAIN_PRESETS, {**(section or {}), **overrides})
 
 
 def parse_params_text(text: str, source: str = "params.yaml") -> Params:
@@ -489,7 +654,8 @@ def parse_params(raw: Mapping[str, Any] | None) -> Params:
         sections[name] = section
     model = model_config(sections.pop("model"))
     loss = loss_config(sections.pop("loss"))
+    train = train_config(sections.pop("train"))
     try:
-        return Params(model=model, loss=loss, **sections)
+        return Params(model=model, loss=loss, train=train, **sections)
     except ValidationError as err:
         raise ConfigError(_format_errors("", err)) from None

@@ -3,7 +3,8 @@ exemplars using the trained models/DS/export, then compute the paper's metrics (
 semantic consistency, style relevance) and the warp accuracy.
 
 Writes eval/DS/images (fake/, real/, warped/, exemplar/, label/, exemplar_label/),
-eval/DS/cache (FID reference statistics keyed by their inputs; kept between runs),
+eval/DS/cache (FID reference statistics keyed by their inputs; kept between runs and not a DVC
+output, so DVC's run-cache can restore the stage),
 metrics/eval_DS.json (every metric with its protocol, or `skipped` with the reason),
 metrics/eval_per_class_DS.csv (warp accuracy per class, a DVC plot) and an MLflow run with
 the numbers, a preview grid and the per-class tables.
@@ -49,12 +50,13 @@ def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "wei
         image_size=model_cfg.image_size,
         split=ecfg.split,
         condition=condition,
+        preprocess=params.train.preprocess,
         max_pixels=params.data.max_pixels,
     )
     hidden = {"given": False, "hidden": True, "auto": params.train.mask_epoch is not None}
     hide = hidden[ecfg.exemplar_mask]
     out = Path("eval") / dataset
-    (out / "cache").mkdir(parents=True, exist_ok=True)  # a DVC output even when FID is skipped
+    (out / "cache").mkdir(parents=True, exist_ok=True)
     folders, preview = translate_pairs(
         corr,
         gen,

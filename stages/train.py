@@ -1,8 +1,11 @@
 """DVC stage `train@DS`: train CoCosNet on the prepared ROOT/DS with the exemplars of ROOT/DS_index.
 
-Writes models/DS/checkpoints (kept between runs: `train.resume: auto` continues an interrupted
-training), models/DS/export (safetensors + model.json), metrics/train_DS.json (with the MLflow
-run id) and metrics/train_curve_DS.csv. When params ask for more than one process the stage
+Writes models/DS/export (safetensors + model.json), metrics/train_DS.json (with the MLflow run
+id) and metrics/train_curve_DS.csv: the stage's outputs. Checkpoints live beside them in
+models/DS/checkpoints/<fingerprint>/, a resume area that is not an output: `runtime.resume: auto`
+continues an interrupted training of the same configuration and code, DVC's run-cache can
+restore the outputs of an earlier configuration, and changing configurations never deletes
+another configuration's checkpoints. When params ask for more than one process the stage
 re-launches itself under torchrun, so `dvc repro` is the same command on a laptop and a GPU node.
 """
 
@@ -25,13 +28,15 @@ from cocosnet.metrics.correspondence import warp_accuracy
 from cocosnet.models.vgg import load_vgg19
 from cocosnet.preprocess.demo import DEMO_OBJECT_CLASSES
 from cocosnet.training import distributed
-from cocosnet.training.checkpoint import resumable, training_fingerprint
+from cocosnet.sourcecode import import_closure
+from cocosnet.training.checkpoint import resumable, source_digest, training_fingerprint
 from cocosnet.training.data import default_condition, heldout_pairs, training_examples
-from cocosnet.training.loop import CHECKPOINTS, TrainResult, train
+from cocosnet.training.loop import TrainResult, total_steps, train
 from cocosnet.weights import WeightsError
 from stages._common import load_params
 
 REPO = Path(__file__).resolve().parent.parent
+CHECKPOINTS, EXPORT = "checkpoints", "export"
 # Classes whose pixels `warp_accuracy_objects` scores.
 OBJECT_CLASSES = {"demo": DEMO_OBJECT_CLASSES}
 
@@ -67,6 +72,7 @@ def _held_out_accuracy(params: Params, dataset: str, export_dir: Path) -> dict:
         params.data.root,
         semantic_nc=params.model.semantic_nc,
         image_size=params.model.image_size,
+        preprocess=params.train.preprocess,
         max_pixels=params.data.max_pixels,
     )
     loader = torch.utils.data.DataLoader(pairs, batch_size=16)
@@ -74,11 +80,20 @@ def _held_out_accuracy(params: Params, dataset: str, export_dir: Path) -> dict:
     return warp_accuracy(corr, loader, object_classes=OBJECT_CLASSES.get(dataset, ()))
 
 
+def _mlflow_params(resolved: dict) -> dict[str, str]:
+    """What a training run logs as MLflow params: the sections its result depends on."""
+    from cocosnet import tracking
+
+    return tracking.flatten_params({k: resolved[k] for k in ("model", "loss", "train")})
+
+
 def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "weights") -> None:
     params = load_params("train", params_path)
-    cfg = params.train
+    cfg, runtime = params.train, params.runtime
     if cfg.nproc_per_node * cfg.nnodes > 1 and "WORLD_SIZE" not in os.environ:
-        cmd = distributed.torchrun_command(cfg, ["stages.train", dataset, params_path, weights_dir])
+        cmd = distributed.torchrun_command(
+            cfg, runtime, ["stages.train", dataset, params_path, weights_dir]
+        )
         raise SystemExit(subprocess.call(cmd))
     info = distributed.dist_info_from(os.environ)
     root = Path(params.data.root)
@@ -95,9 +110,18 @@ def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "wei
         max_pixels=params.data.max_pixels,
     )
     resolved = params.model_dump(mode="json")
-    key = training_fingerprint(params.model, params.loss, cfg)
-    previous = resumable(out_dir / CHECKPOINTS, key) if cfg.resume == "auto" else None
-    run_id = (previous[1].get("run_id") or None) if previous else None
+    code = source_digest(import_closure(Path(__file__), REPO), REPO)
+    key = training_fingerprint(params.model, params.loss, cfg, code=code)
+    checkpoint_dir = out_dir / CHECKPOINTS / key
+    total = total_steps(len(examples), cfg, info.world_size)
+    previous = resumable(checkpoint_dir, total) if runtime.resume == "auto" else None
+    # The MLflow run continues only where its params stay the same (a longer max_steps, say,
+    # continues the checkpoint in a new run, since MLflow params cannot change).
+    run_id = None
+    if previous is not None and previous[1].get("run_id"):
+        before = json.loads(previous[1]["config"])
+        if _mlflow_params(before) == _mlflow_params(resolved):
+            run_id = previous[1]["run_id"]
 
     stop = {"requested": False}
 
@@ -109,20 +133,25 @@ def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "wei
     if info.is_main:
         from cocosnet import tracking
 
+        tags = {
+            tracking.TAG_GIT_COMMIT: tracking.git_commit(REPO) or "unknown",
+            tracking.TAG_DVC_STAGE: f"train@{dataset}",
+            "dataset": dataset,
+            "condition": condition,
+            "code_digest": code,
+            "vgg_losses": "off: " + no_vgg_reason if no_vgg_reason else "on",
+        }
+        tags |= {f"runtime.{k}": str(v) for k, v in runtime.model_dump().items()}
+        if previous is not None and run_id is None:
+            tags["resumed_from_checkpoint"] = f"{previous[0]} (run {previous[1].get('run_id')})"
         tracker = tracking.Tracker(
             tracking.resolve_tracking_uri(params.tracking.uri, REPO),
             params.tracking.experiment,
             run_name=f"train@{dataset}",
             run_id=run_id,
-            tags={
-                tracking.TAG_GIT_COMMIT: tracking.git_commit(REPO) or "unknown",
-                tracking.TAG_DVC_STAGE: f"train@{dataset}",
-                "dataset": dataset,
-                "condition": condition,
-                "vgg_losses": "off: " + no_vgg_reason if no_vgg_reason else "on",
-            },
-            params=tracking.flatten_params(resolved),
-            flush_every=max(1, 50 // cfg.log_every),
+            tags=tags,
+            params=_mlflow_params(resolved),
+            flush_every=max(1, 50 // runtime.log_every),
         )
         tracker.log_dict(resolved, "config.json")
     try:
@@ -131,7 +160,11 @@ def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "wei
             model_cfg=params.model,
             loss_cfg=params.loss,
             cfg=cfg,
-            out_dir=out_dir,
+            runtime=runtime,
+            checkpoint_dir=checkpoint_dir,
+            export_dir=out_dir / EXPORT,
+            fingerprint=key,
+            previous=previous,
             vgg=vgg,
             info=info,
             tracker=tracker,

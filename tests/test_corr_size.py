@@ -44,9 +44,7 @@ def _batch(cfg, n: int = 2) -> dict[str, torch.Tensor]:
 def _trainer(cfg, loss_overrides: dict) -> Trainer:
     torch.manual_seed(0)
     loss = loss_config({"preset": "demo", "vgg": "off", "cycle": 1.0, **loss_overrides})
-    objective = Objective(
-        loss, None, warp_stride=cfg.warp_stride, warp_patch=cfg.warp_patch, warp_mask=cfg.warp_mask
-    )
+    objective = Objective(loss, None, warp_stride=cfg.warp_stride, warp_patch=cfg.warp_patch)
     generator = Generator(build_correspondence(cfg), build_translation(cfg))
     return Trainer(
         cfg,

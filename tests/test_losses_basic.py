@@ -5,12 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from cocosnet.losses.adversarial import d_hinge_loss, feature_matching_loss, g_hinge_loss
-from cocosnet.losses.correspondence import (
-    cycle_loss,
-    domain_alignment_loss,
-    warp_self_loss,
-    warped_mask_loss,
-)
+from cocosnet.losses.correspondence import cycle_loss, domain_alignment_loss, warped_mask_loss
+from cocosnet.losses.perceptual import pseudo_pair_l1
 
 
 def disc_out(values, feats=(0.0, 0.0), shape=(2, 1, 4, 4), requires_grad=False):
@@ -78,8 +74,14 @@ def test_domain_alignment_and_warp_self():
     assert domain_alignment_loss(a, a.clone()).item() == pytest.approx(0.0)
     assert domain_alignment_loss(a, a + 0.25).item() == pytest.approx(0.25)
     x = torch.rand(2, 3, 8, 8)
-    assert warp_self_loss(x, x.clone()).item() == pytest.approx(0.0)
-    assert warp_self_loss(x + 0.5, x).item() == pytest.approx(0.5)
+    both = torch.tensor([True, True])
+    assert pseudo_pair_l1(x, x.clone(), both).item() == pytest.approx(0.0)
+    # official whole-batch mean: the pseudo-pair mean (0.5) over the batch (2)
+    assert pseudo_pair_l1(x + 0.5, x, both).item() == pytest.approx(0.25, rel=1e-4)
+    one = torch.tensor([False, True])
+    assert pseudo_pair_l1(x + 0.5, x, one).item() == pytest.approx(0.25, rel=1e-4)
+    assert pseudo_pair_l1(x + 0.5, x, one, batch=1).item() == pytest.approx(0.5, rel=1e-4)
+    assert pseudo_pair_l1(x + 0.5, x, torch.tensor([False, False])).item() == 0.0
 
 
 def test_cycle_loss_identity_and_offset():
@@ -132,9 +134,9 @@ def test_warped_mask_ignores_background_and_absent_classes():
     torch.manual_seed(0)
     warped = torch.softmax(torch.randn(1, num_classes, 4, 4), dim=1)
     base = warped_mask_loss(warped, input_label, exemplar_label)
-    # hand-computed over rows 1 and 2 only (classes 1 and 2)
+    # hand-computed over rows 1 and 2 only (classes 1 and 2); official denominator + 1e-5
     logp = torch.log(warped + 1e-10)
-    expected = -(logp[0, 1, 1, :].sum() + logp[0, 2, 2, :].sum()) / 8
+    expected = -(logp[0, 1, 1, :].sum() + logp[0, 2, 2, :].sum()) / (8 + 1e-5)
     assert base.item() == pytest.approx(expected.item(), rel=1e-5)
     changed = warped.clone()
     changed[0, :, 0, :] = torch.tensor([0.97, 0.01, 0.01, 0.01])[:, None]  # class-0 pixels

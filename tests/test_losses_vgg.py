@@ -15,20 +15,23 @@ LAYERS = ("relu1_2", "relu2_2", "relu3_2", "relu4_2", "relu5_2")
 
 
 def _naive_cx(x: torch.Tensor, y: torch.Tensor, h: float = 0.1, eps: float = 1e-3) -> torch.Tensor:
-    """Literal transcription of the official formula with explicit exp / sum (float64)."""
+    """The official contextual loss with --PONO, written from REFERENCE.md in float64 loops:
+    centre both on Y's mean over channels at each position, L2-normalise channels,
+    d = 1 - X^T Y [Nx, Ny], d~ = d / (min_y d + 1e-3), w = exp((1 - d~) / h), A = w / sum_y w,
+    CX = mean_x max_y A, -log CX per sample, batch mean."""
     x, y = x.double(), y.double()
-    mu = y.mean(0).mean(-1).mean(-1)[None, :, None, None]
     losses = []
     for b in range(x.shape[0]):
-        xb = (x[b] - mu[0]).flatten(1)  # C Px
-        yb = (y[b] - mu[0]).flatten(1)
-        xb = xb / xb.norm(dim=0, keepdim=True)
-        yb = yb / yb.norm(dim=0, keepdim=True)
-        d = 1 - xb.t() @ yb  # Px Py
+        mu = y[b].mean(dim=0, keepdim=True)  # 1 x H x W
+        xb = (x[b] - mu).flatten(1)  # C x Nx
+        yb = (y[b] - mu).flatten(1)
+        xb = xb / (xb.norm(dim=0, keepdim=True) + 2.220446049250313e-16)
+        yb = yb / (yb.norm(dim=0, keepdim=True) + 2.220446049250313e-16)
+        d = 1 - xb.t() @ yb  # Nx x Ny
         d_rel = d / (d.min(dim=1, keepdim=True).values + eps)
         w = torch.exp((1 - d_rel) / h)
         a = w / w.sum(dim=1, keepdim=True)
-        cx = a.max(dim=0).values.mean()
+        cx = a.max(dim=1).values.mean()
         losses.append(-torch.log(cx))
     return torch.stack(losses).mean()
 
@@ -40,13 +43,27 @@ def _feats(seed: int, batch: int = 2) -> dict[str, torch.Tensor]:
     return {k: torch.rand(batch, c, s, s, generator=g) for k, (c, s) in shapes.items()}
 
 
-def test_contextual_matches_naive_reference():
+def test_contextual_matches_the_official_formula():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(3, 8, 4, 5, generator=g)
-    y = torch.randn(3, 8, 3, 4, generator=g)
+    y = torch.randn(3, 8, 4, 5, generator=g)
     got = contextual_loss(x, y)
     assert got.dim() == 0
-    assert torch.allclose(got.double(), _naive_cx(x, y), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(got.double(), _naive_cx(x, y), rtol=1e-5, atol=0)
+
+
+def test_contextual_output_repeating_one_exemplar_feature_costs_nothing():
+    # Separates the two readings: the official loss takes, for every output position, its best
+    # exemplar match (here perfect), so it is 0; a max over output positions per exemplar
+    # position (our earlier reading) would be large.
+    g = torch.Generator().manual_seed(5)
+    y = torch.randn(2, 16, 4, 4, generator=g)
+    x = y[:, :, :1, :1].expand_as(y).clone()
+    assert contextual_loss(x, y).item() == pytest.approx(0.0, abs=1e-4)
+    assert _naive_cx(x, y).item() == pytest.approx(0.0, abs=1e-4)
+    # Scored the other way round (each exemplar position's best output match), most exemplar
+    # features have no counterpart: the loss is large.
+    assert contextual_loss(y, x).item() > 1.0
 
 
 def test_contextual_identical_well_separated_is_zero():
@@ -71,11 +88,14 @@ def test_contextual_identical_is_minimal():
     assert same.item() < other.item()
 
 
-def test_contextual_invariant_to_permuting_x_positions():
+def test_contextual_invariant_to_permuting_x_positions_given_the_centring():
+    # PONO centres x on y's per-position channel mean, so permute x after centring: a constant
+    # per-position mean makes the centring the same for every position.
     g = torch.Generator().manual_seed(3)
-    x = torch.randn(2, 16, 5, 4, generator=g)
+    x = torch.randn(2, 16, 4, 4, generator=g)
     y = torch.randn(2, 16, 4, 4, generator=g)
-    perm = torch.randperm(20, generator=g)
+    y = y - y.mean(dim=1, keepdim=True)
+    perm = torch.randperm(16, generator=g)
     x_perm = x.flatten(2)[..., perm].reshape_as(x)
     assert torch.allclose(contextual_loss(x, y), contextual_loss(x_perm, y), atol=1e-6)
 
@@ -98,6 +118,8 @@ def test_contextual_finite_and_differentiable():
 def test_contextual_rejects_bad_shapes():
     with pytest.raises(ValueError):
         contextual_loss(torch.zeros(1, 3, 2, 2), torch.zeros(1, 4, 2, 2))
+    with pytest.raises(ValueError):  # PONO centring needs one grid
+        contextual_loss(torch.zeros(1, 3, 2, 2), torch.zeros(1, 3, 2, 3))
     with pytest.raises(ValueError):
         contextual_loss(torch.zeros(3, 2, 2), torch.zeros(3, 2, 2))
 
@@ -119,7 +141,7 @@ def test_contextual_objective_weighted_sum(use_22: bool):
         want = want + _naive_cx(
             F.avg_pool2d(fake["relu2_2"].detach(), 4), F.avg_pool2d(ex["relu2_2"], 4)
         )
-    assert torch.allclose(got.double(), want.double(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(got.double(), want.double(), rtol=1e-5, atol=0)
     got.backward()
     assert all(v.grad is None for v in ex.values())  # exemplar detached
     assert fake["relu5_2"].grad is not None
@@ -127,17 +149,26 @@ def test_contextual_objective_weighted_sum(use_22: bool):
     assert fake["relu1_2"].grad is None
 
 
+ALL_PSEUDO = torch.tensor([True, True])
+
+
 def test_feature_matching_zero_and_offset():
     real = _feats(20)
-    assert vgg_feature_matching(real, {k: v.clone() for k, v in real.items()}).item() == 0.0
+    same = {k: v.clone() for k, v in real.items()}
+    assert vgg_feature_matching(real, same, ALL_PSEUDO).item() == 0.0
     fake = {k: v + 1.0 for k, v in real.items()}
-    want = 1 / 32 + 1 / 16 + 1 / 8 + 1 / 4 + 1.0
-    assert vgg_feature_matching(fake, real).item() == pytest.approx(want, rel=1e-6)
+    # Every sample a pseudo pair: the official whole-batch mean is the offset / batch (2).
+    want = (1 / 32 + 1 / 16 + 1 / 8 + 1 / 4 + 1.0) / 2
+    got = vgg_feature_matching(fake, real, ALL_PSEUDO)
+    assert got.item() == pytest.approx(want / (1 + 0.5e-5), rel=1e-6)
     w = (1.0, 2.0)
-    got = vgg_feature_matching(fake, real, weights=w, layers=("relu1_2", "relu4_2"))
-    assert got.item() == pytest.approx(3.0, rel=1e-6)
+    got = vgg_feature_matching(fake, real, ALL_PSEUDO, weights=w, layers=("relu1_2", "relu4_2"))
+    assert got.item() == pytest.approx(3.0 / 2, rel=1e-5)
+    # The divisor named explicitly (the batch the weights assume) replaces the batch at hand.
+    got = vgg_feature_matching(fake, real, ALL_PSEUDO, batch=4)
+    assert got.item() == pytest.approx(want / 2, rel=1e-5)
     with pytest.raises(ValueError):
-        vgg_feature_matching(fake, real, weights=(1.0,), layers=LAYERS)
+        vgg_feature_matching(fake, real, ALL_PSEUDO, weights=(1.0,), layers=LAYERS)
 
 
 def test_perceptual_zero_and_offset():
@@ -151,11 +182,13 @@ def test_perceptual_zero_and_offset():
 def test_gradients_flow_only_into_fake():
     real = {k: v.requires_grad_(True) for k, v in _feats(22).items()}
     fake = {k: (v + 0.5).requires_grad_(True) for k, v in _feats(23).items()}
-    (vgg_feature_matching(fake, real) + perceptual_loss(fake, real)).backward()
+    (vgg_feature_matching(fake, real, ALL_PSEUDO) + perceptual_loss(fake, real)).backward()
     assert all(v.grad is None for v in real.values())
     for k, v in fake.items():
         assert v.grad is not None and torch.isfinite(v.grad).all() and v.grad.abs().sum() > 0, k
-    # L1 gradient magnitude per element is w_k / numel for relu1_2 (no MSE term there).
+    # L1 gradient magnitude per element is w_k / numel / (n_pseudo + 1e-5) for relu1_2 (no
+    # MSE term there), the official per-sample weight.
     n = fake["relu1_2"].numel()
-    assert torch.allclose(fake["relu1_2"].grad.abs(), torch.full_like(fake["relu1_2"], 1 / 32 / n))
+    want = torch.full_like(fake["relu1_2"], 1 / 32 / n / (2 + 1e-5))
+    torch.testing.assert_close(fake["relu1_2"].grad.abs(), want)
     assert math.isfinite(perceptual_loss(fake, real).item())

@@ -168,7 +168,6 @@ def _inputs(pseudo=(False, False), *, real_features=True, has_labels=True, cycle
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, L, (B, G, G), generator=g).repeat_interleave(S // G, 1)
     ids = ids.repeat_interleave(S // G, 2)
-    label = F.one_hot(ids, L).permute(0, 3, 1, 2).float()
     corr = CorrespondenceOutput(
         warped=torch.rand(B, 3, S, S, generator=g) * 2 - 1,
         warped_mask=torch.softmax(torch.randn(B, L, G, G, generator=g), 1),
@@ -182,13 +181,12 @@ def _inputs(pseudo=(False, False), *, real_features=True, has_labels=True, cycle
         fake=torch.rand(B, 3, S, S, generator=g) * 2 - 1,
         real=torch.rand(B, 3, S, S, generator=g) * 2 - 1,
         exemplar=torch.rand(B, 3, S, S, generator=g) * 2 - 1,
-        input=label,
-        exemplar_input=label.flip(-1),
+        label=ids if has_labels else torch.full_like(ids, -1),
+        exemplar_label=ids.flip(-1),
         is_pseudo=torch.tensor(pseudo),
         corr=corr,
         pred_fake=_disc(1),
         pred_real=_disc(2),
-        has_labels=has_labels,
     )
 
 
@@ -229,7 +227,8 @@ def test_pixel_l1_only_on_pseudo_pairs():
     x = _inputs(pseudo=(False, True))
     terms = _terms(x=x)
     assert not {"contextual", "perceptual", "vgg_feature_matching"} & set(terms)
-    expected = F.l1_loss(x.fake[1:], x.real[1:]) * 10.0  # fallback_l1 default
+    # fallback_l1 default 10; the official whole-batch mean: the pseudo pair's mean over B
+    expected = F.l1_loss(x.fake[1:], x.real[1:]) * 10.0 / B / (1 + 1e-5)
     assert torch.allclose(terms["pixel_l1"], expected)
     _assert_total_is_sum(terms)
 
@@ -262,7 +261,8 @@ def test_cycle_and_warp_self_terms_follow_their_weights():
     x = _inputs(pseudo=(True, False), cycle=True)
     terms = _terms(cfg=cfg, x=x)
     assert {"cycle", "warp_self"} <= _active(terms)
-    assert torch.allclose(terms["warp_self"], F.l1_loss(x.corr.warped[:1], x.real[:1]) * 2.0)
+    want = F.l1_loss(x.corr.warped[:1], x.real[:1]) * 2.0 / B / (1 + 1e-5)
+    assert torch.allclose(terms["warp_self"], want)
     assert torch.allclose(terms["cycle"], F.l1_loss(x.corr.cycle, F.avg_pool2d(x.exemplar, 4)))
     assert not {"cycle", "warp_self"} & _active(_terms(cfg=cfg, x=_inputs(cycle=False)))
     _assert_total_is_sum(terms)

@@ -1,15 +1,16 @@
-"""Contextual loss (Mechrez et al., 2018) and CoCosNet's multi-layer contextual objective.
+"""Contextual loss (Mechrez et al., 2018) as CoCosNet trains with it, and the multi-layer objective.
 
-Follows the official CoCosNet ``ContextualLoss_forward``: both feature sets are centred on the
-per-channel mean of the target (over batch and space), L2-normalised over channels, compared
-with cosine distance, turned into relative distances, exponentiated with bandwidth ``h`` and
-normalised over target positions. For each target position the best-matching generated position
-is taken; the mean over target positions is the contextual similarity ``CX`` and the loss is
-``-log(CX)`` averaged over the batch.
+Follows the official ``ContextualLoss_forward`` with ``--PONO`` (every released recipe): both
+feature sets are centred on the target's mean over channels *at each position*, L2-normalised
+over channels and compared by cosine distance ``d`` [B, Nx, Ny]; relative distances
+``d / (min_y d + 1e-3)`` become affinities ``exp((1 - d_rel) / h)`` normalised over the target
+positions ``y``. Each generated position ``x`` keeps its best target match, ``CX`` is the mean of
+those over ``x``, and the loss is ``-log CX`` per sample, averaged over the batch.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 
 import torch
@@ -17,30 +18,32 @@ import torch.nn.functional as F
 
 __all__ = ["contextual_loss", "contextual_objective"]
 
+_NORM_EPS = sys.float_info.epsilon  # added to the feature norms, as the official feature_normalize
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return x / (torch.linalg.vector_norm(x, dim=1, keepdim=True) + _NORM_EPS)
+
 
 def contextual_loss(
     x: torch.Tensor, y: torch.Tensor, h: float = 0.1, eps: float = 1e-3
 ) -> torch.Tensor:
-    """Contextual loss between generated features ``x`` and target features ``y`` (B×C×H×W).
-
-    Returns a scalar: ``mean_b(-log CX_b)``. ``eps`` is the constant added to the minimum
-    distance in the relative-distance normalisation (1e-3 in the official code).
-    """
-    if x.dim() != 4 or y.dim() != 4:
-        raise ValueError(f"expected 4-D features, got {tuple(x.shape)} and {tuple(y.shape)}")
-    if x.shape[:2] != y.shape[:2]:
-        raise ValueError(f"batch/channel mismatch: {tuple(x.shape)} vs {tuple(y.shape)}")
+    """Contextual loss of generated features ``x`` against target features ``y`` (B x C x H x W,
+    same spatial size as the official PONO centring needs). Returns ``mean_b(-log CX_b)``."""
+    if x.dim() != 4 or x.shape != y.shape:
+        raise ValueError(
+            f"expected two B x C x H x W features of one shape, got "
+            f"{tuple(x.shape)} and {tuple(y.shape)}"
+        )
     n, c = x.shape[:2]
-    # Per-channel mean of the target over batch and spatial positions.
-    y_mu = y.mean(dim=(0, 2, 3), keepdim=True)
-    x_n = F.normalize(x - y_mu, p=2, dim=1).reshape(n, c, -1)  # N C Px
-    y_n = F.normalize(y - y_mu, p=2, dim=1).reshape(n, c, -1)  # N C Py
-    cos = torch.bmm(x_n.transpose(1, 2), y_n)  # N Px Py
-    d = 1.0 - cos
-    d_rel = d / (d.min(dim=-1, keepdim=True).values + eps)  # min over target positions j
-    # Softmax over j of (1 - d_rel)/h == exp(...)/sum_j exp(...), computed stably.
-    cx_ij = torch.softmax((1.0 - d_rel) / h, dim=-1)
-    cx = cx_ij.max(dim=1).values.mean(dim=-1)  # max over generated i, mean over target j
+    y_mu = y.mean(dim=1, keepdim=True)  # per position, over channels (PONO)
+    x_n = _unit(x - y_mu).reshape(n, c, -1)  # B C Nx
+    y_n = _unit(y - y_mu).reshape(n, c, -1)  # B C Ny
+    d = 1.0 - torch.bmm(x_n.transpose(1, 2), y_n)  # B Nx Ny
+    d_rel = d / (d.min(dim=-1, keepdim=True).values + eps)
+    # exp(z) / sum_y exp(z) is a softmax over y; (1 - d_rel) / h <= 1 / h, so nothing overflows.
+    affinity = torch.softmax((1.0 - d_rel) / h, dim=-1)
+    cx = affinity.max(dim=-1).values.mean(dim=-1)  # best target per x, mean over x
     return (-torch.log(cx)).mean()
 
 

@@ -1,4 +1,7 @@
-"""Correspondence losses of CoCosNet: domain alignment, cycle, warped mask, warp-self."""
+"""Correspondence losses of CoCosNet: domain alignment, cycle and warped mask.
+
+(Warp-self is a pseudo-pair term: :func:`cocosnet.losses.perceptual.pseudo_pair_l1`.)
+"""
 
 from __future__ import annotations
 
@@ -7,14 +10,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
-    "IGNORE_INDEX",
     "cycle_loss",
     "domain_alignment_loss",
-    "warp_self_loss",
     "warped_mask_loss",
+    "warped_mask_weights",
 ]
-
-IGNORE_INDEX = -100
 
 
 def domain_alignment_loss(input_features: Tensor, real_features: Tensor) -> Tensor:
@@ -57,28 +57,26 @@ def _class_ids(label: Tensor) -> Tensor:
     return label.argmax(dim=1)
 
 
-def warped_mask_target(
-    warped_mask: Tensor, input_label: Tensor, exemplar_label: Tensor, ignore_class: int | None = 0
-) -> Tensor:
-    """Per-pixel target class ids (``B x h x w``) for :func:`warped_mask_loss`.
+def _on_grid(label: Tensor, size: tuple[int, int]) -> Tensor:
+    """Class ids nearest-downsampled to ``size``, as the warp sees the labels (official: x1/4)."""
+    ids = _class_ids(label)
+    return F.interpolate(ids[:, None].float(), size=size, mode="nearest")[:, 0].long()
 
-    The input label is nearest-downsampled to the warped mask's grid; pixels of ``ignore_class``
-    (official: 0, ADE20k's "other"; None for datasets whose class 0 is real) and of classes
-    absent from the exemplar label are set to :data:`IGNORE_INDEX`.
-    """
-    b, num_classes, h, w = warped_mask.shape
-    label = input_label if input_label.dim() == 4 else input_label.unsqueeze(1)
-    label = F.interpolate(label.float(), size=(h, w), mode="nearest")
-    target = _class_ids(label)
-    ex = _class_ids(exemplar_label)
-    present = torch.zeros(b, num_classes, dtype=torch.bool, device=warped_mask.device)
-    present.scatter_(1, ex.reshape(b, -1).clamp(0, num_classes - 1).to(present.device), True)
+
+def warped_mask_weights(
+    target: Tensor, exemplar_ids: Tensor, num_classes: int, ignore_class: int | None = 0
+) -> Tensor:
+    """Per-pixel weights (``B x h x w``, 0 or 1) of the warped-mask loss: 0 where the input's
+    class is absent from the exemplar (both read on the warp grid) or is ``ignore_class``."""
+    b = target.shape[0]
     if target.min() < 0 or target.max() >= num_classes:
         raise ValueError("input label has class ids outside the warped mask's channels")
-    keep = torch.gather(present, 1, target.reshape(b, -1)).reshape(b, h, w)
+    present = torch.zeros(b, num_classes, dtype=torch.bool, device=target.device)
+    present.scatter_(1, exemplar_ids.reshape(b, -1).clamp(0, num_classes - 1), True)
+    keep = torch.gather(present, 1, target.reshape(b, -1)).reshape(target.shape)
     if ignore_class is not None:
         keep &= target != ignore_class
-    return torch.where(keep, target, torch.full_like(target, IGNORE_INDEX))
+    return keep.float()
 
 
 def warped_mask_loss(
@@ -87,23 +85,18 @@ def warped_mask_loss(
     """Official 'direct' warped-mask loss.
 
     ``warped_mask`` is the exemplar's one-hot label warped by the correspondence
-    (``B x L x h x w``, channels sum to 1); it is scored with
-    ``F.nll_loss(torch.log(warped_mask + 1e-10), target)`` against the input's class ids at
-    the same resolution, ignoring ``ignore_class`` pixels and classes absent from the exemplar.
-    Returns 0 when every pixel is ignored.
+    (``B x L x h x w``, channels sum to 1). Both labels (one-hot or ids) are read on its grid
+    (nearest), and ``sum(nll(log(warped_mask + 1e-10), input) * weights) / (sum(weights) +
+    1e-5)`` with the weights of :func:`warped_mask_weights`: 0 when every pixel is ignored.
     """
     if warped_mask.dim() != 4:
         raise ValueError(f"warped_mask must be B x L x h x w, got {tuple(warped_mask.shape)}")
-    target = warped_mask_target(warped_mask, input_label, exemplar_label, ignore_class)
-    if not bool((target != IGNORE_INDEX).any()):
-        return (warped_mask * 0).sum()
+    grid = tuple(warped_mask.shape[-2:])
+    target = _on_grid(input_label, grid)
+    weights = warped_mask_weights(
+        target, _on_grid(exemplar_label, grid), warped_mask.shape[1], ignore_class
+    )
     # contiguous: NLLLoss2d's backward refuses the transposed layout the warp returns.
     log_p = torch.log(warped_mask.contiguous() + 1e-10)
-    return F.nll_loss(log_p, target, ignore_index=IGNORE_INDEX)
-
-
-def warp_self_loss(warped: Tensor, ground_truth: Tensor) -> Tensor:
-    """L1 between the self-warped result and the ground truth (DeepFashion pseudo pairs)."""
-    if warped.shape != ground_truth.shape:
-        raise ValueError(f"shape mismatch: {tuple(warped.shape)} vs {tuple(ground_truth.shape)}")
-    return F.l1_loss(warped, ground_truth)
+    nll = F.nll_loss(log_p, target, reduction="none")
+    return (nll * weights).sum() / (weights.sum() + 1e-5)

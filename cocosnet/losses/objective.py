@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..config import LossConfig
@@ -20,8 +19,8 @@ from ..models.correspondence import CorrespondenceOutput
 from ..models.vgg import VGG19
 from .adversarial import DiscOutput, d_hinge_loss, feature_matching_loss, g_hinge_loss
 from .contextual import contextual_objective
-from .correspondence import cycle_loss, domain_alignment_loss, warp_self_loss, warped_mask_loss
-from .perceptual import DEFAULT_LAYERS, perceptual_loss, vgg_feature_matching
+from .correspondence import cycle_loss, domain_alignment_loss, warped_mask_loss
+from .perceptual import DEFAULT_LAYERS, perceptual_loss, pseudo_pair_l1, vgg_feature_matching
 
 LOSS_SET_PAPER = "paper (VGG19 feature matching, perceptual, contextual)"
 LOSS_SET_NO_VGG = (
@@ -37,15 +36,17 @@ class GeneratorInputs:
     fake: Tensor  # B x 3 x H x W
     real: Tensor  # ground truth
     exemplar: Tensor
-    input: Tensor  # B x C x H x W network input (one-hot masks, edges or pose)
-    exemplar_input: Tensor  # the exemplar's input in the same domain
-    is_pseudo: Tensor  # B bool: the exemplar is the distorted ground truth
+    label: Tensor  # B x H x W input class ids (NO_LABEL = -1 where the dataset has none)
+    exemplar_label: Tensor  # the exemplar's class ids
+    is_pseudo: Tensor  # B bool: the exemplar is a pseudo pair whose truth is the ground truth
     corr: CorrespondenceOutput
     pred_fake: DiscOutput
     pred_real: DiscOutput
-    has_labels: bool = (
-        True  # input/exemplar_input are class masks (the warped-mask loss needs them)
-    )
+
+    @property
+    def has_labels(self) -> bool:
+        """Both sides carry class ids (the warped-mask loss needs them)."""
+        return bool((self.label >= 0).all() and (self.exemplar_label >= 0).all())
 
 
 class Objective:
@@ -56,17 +57,25 @@ class Objective:
         *,
         warp_stride: int,
         warp_patch: bool = False,
-        warp_mask: str = "direct",
     ):
         if cfg.vgg == "required" and vgg is None:
             raise ValueError("loss.vgg is 'required' but no VGG19 network was given")
         self.cfg = cfg
         self.vgg = vgg if cfg.vgg != "off" else None
-        self.warp_stride, self.warp_patch, self.warp_mask = warp_stride, warp_patch, warp_mask
+        self.warp_stride, self.warp_patch = warp_stride, warp_patch
 
     @property
     def loss_set(self) -> str:
         return LOSS_SET_PAPER if self.vgg is not None else LOSS_SET_NO_VGG
+
+    @property
+    def needs_real_features(self) -> bool:
+        """The correspondence network must also encode the ground truth (domain alignment)."""
+        return self.cfg.domain_alignment > 0
+
+    @property
+    def needs_cycle(self) -> bool:
+        return self.cfg.cycle > 0
 
     def generator_terms(
         self, x: GeneratorInputs, *, warped_mask_weight: float
@@ -77,11 +86,9 @@ class Objective:
             terms["d_feature_matching"] = (
                 feature_matching_loss(x.pred_fake, x.pred_real) * cfg.d_feature_matching
             )
-        # Pseudo-pair terms are 0 for a batch without pseudo pairs, so that every batch (and
-        # every process) reports the same terms.
-        pseudo = x.is_pseudo.bool()
-        any_pseudo = bool(pseudo.any())
-        zero = x.fake.new_zeros(())
+        # Pseudo-pair terms are whole-batch means (0 for a batch without pseudo pairs, so that
+        # every batch and every process reports the same terms).
+        pseudo, batch = x.is_pseudo, cfg.pseudo_pair_batch
         if self.vgg is not None:
             layers = set(DEFAULT_LAYERS) | {cfg.perceptual_layer}
             fake_f = self.vgg(x.fake, layers)
@@ -89,15 +96,9 @@ class Objective:
                 real_f = self.vgg(x.real, layers)
                 ex_f = self.vgg(x.exemplar, layers)
             # Feature matching only where the truth is the exemplar (eq. 8).
-            terms["vgg_feature_matching"] = (
-                vgg_feature_matching(
-                    {k: v[pseudo] for k, v in fake_f.items()},
-                    {k: v[pseudo] for k, v in real_f.items()},
-                )
-                * (cfg.vgg_feature_matching * cfg.fm_ratio)
-                if any_pseudo
-                else zero
-            )
+            terms["vgg_feature_matching"] = vgg_feature_matching(
+                fake_f, real_f, pseudo, batch=batch
+            ) * (cfg.vgg_feature_matching * cfg.fm_ratio)
             terms["perceptual"] = (
                 perceptual_loss(fake_f, real_f, cfg.perceptual_layer) * cfg.perceptual
             )
@@ -107,32 +108,26 @@ class Objective:
                     * cfg.contextual
                 )
         elif cfg.fallback_l1 > 0:
-            terms["pixel_l1"] = (
-                F.l1_loss(x.fake[pseudo], x.real[pseudo]) * cfg.fallback_l1 if any_pseudo else zero
-            )
-        if cfg.domain_alignment > 0 and x.corr.real_features is not None:
+            terms["pixel_l1"] = pseudo_pair_l1(x.fake, x.real, pseudo, batch) * cfg.fallback_l1
+        if self.needs_real_features and x.corr.real_features is not None:
             terms["domain_alignment"] = (
                 domain_alignment_loss(x.corr.input_features, x.corr.real_features)
                 * cfg.domain_alignment
             )
         if warped_mask_weight > 0 and x.has_labels and x.corr.warped_mask is not None:
-            # 'cycle' mask: the input label went to the exemplar and back, so it is its own target.
-            ex_label = x.input if self.warp_mask == "cycle" else x.exemplar_input
             terms["warped_mask"] = (
                 warped_mask_loss(
-                    x.corr.warped_mask, x.input, ex_label, cfg.warped_mask_ignore_class
+                    x.corr.warped_mask, x.label, x.exemplar_label, cfg.warped_mask_ignore_class
                 )
                 * warped_mask_weight
             )
-        if cfg.cycle > 0 and x.corr.cycle is not None:
+        if self.needs_cycle and x.corr.cycle is not None:
             terms["cycle"] = (
                 cycle_loss(x.corr.cycle, x.exemplar, self.warp_stride, self.warp_patch) * cfg.cycle
             )
         if cfg.warp_self > 0:
             terms["warp_self"] = (
-                warp_self_loss(x.corr.warped[pseudo], x.real[pseudo]) * cfg.warp_self
-                if any_pseudo
-                else zero
+                pseudo_pair_l1(x.corr.warped, x.real, pseudo, batch) * cfg.warp_self
             )
         terms["total"] = torch.stack(list(terms.values())).sum()
         return terms

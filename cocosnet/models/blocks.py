@@ -9,16 +9,53 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.parametrizations import spectral_norm
+from torch.nn.utils import parametrize
 
 from .warp import WarpImpl, softmax_warp
 
 ParamFreeNorm = Literal["positional", "instance", "batch"]
 
 
+class SpectralNorm(nn.Module):
+    """Spectral normalisation (Miyato et al.) as the official ``torch.nn.utils.spectral_norm``.
+
+    In training every forward runs one power iteration that updates ``v`` first
+    (``v <- n(W^T u)``, then ``u <- n(W v)``; PyTorch's parametrization API updates ``u``
+    first), and ``sigma = u^T W v``; in eval the stored vectors are used as they are. The
+    vectors start as normalised N(0, 1) draws with no warm-up iterations, as the old API. They
+    are stored as ``_u``/``_v``, the state-dict keys of PyTorch's parametrization.
+    """
+
+    def __init__(self, weight: torch.Tensor, eps: float = 1e-12):
+        super().__init__()
+        self.eps = eps
+        h = weight.shape[0]
+        with torch.no_grad():
+            u = F.normalize(weight.new_empty(h).normal_(0, 1), dim=0, eps=eps)
+            v = F.normalize(weight.new_empty(weight.numel() // h).normal_(0, 1), dim=0, eps=eps)
+        self.register_buffer("_u", u)
+        self.register_buffer("_v", v)
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        # sigma in the weight's precision, also under autocast (as the float32 official code).
+        with torch.autocast(weight.device.type, enabled=False):
+            mat = weight.flatten(1)
+            u, v = self._u, self._v
+            if self.training:
+                with torch.no_grad():
+                    F.normalize(torch.mv(mat.t(), u), dim=0, eps=self.eps, out=v)
+                    F.normalize(torch.mv(mat, v), dim=0, eps=self.eps, out=u)
+                # Copies: the in-place updates of the next forward must not touch this graph.
+                u, v = u.clone(), v.clone()
+            sigma = torch.dot(u, torch.mv(mat, v))
+            return weight / sigma
+
+
 def spectral(module: nn.Module) -> nn.Module:
-    """Spectral normalisation (Miyato et al.) of a conv's weight."""
-    return spectral_norm(module)
+    """Spectral normalisation of a conv's weight (:class:`SpectralNorm`)."""
+    # unsafe: registering would otherwise call forward once, i.e. run a power iteration.
+    parametrize.register_parametrization(module, "weight", SpectralNorm(module.weight), unsafe=True)
+    return module
 
 
 def positional_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:

@@ -223,11 +223,12 @@ class CorrespondenceNet(nn.Module):
         warped mask. ``real_image`` adds its adaptor features for the domain-alignment loss.
         """
         input_features = l2_normalize(self.input_adaptor(input_label))
-        if real_image is None:
-            f_ex, real_features = l2_normalize(self.exemplar_adaptor(exemplar)), None
-        else:  # one batched pass: the adaptor's norms are per sample
-            both = l2_normalize(self.exemplar_adaptor(torch.cat([exemplar, real_image], 0)))
-            f_ex, real_features = both.chunk(2, dim=0)
+        f_ex = l2_normalize(self.exemplar_adaptor(exemplar))
+        real_features = None
+        if real_image is not None:
+            # A second pass, as the official code: in training each pass runs one spectral-norm
+            # power iteration, so one batched pass would leave the adaptor's vectors behind.
+            real_features = l2_normalize(self.exemplar_adaptor(real_image))
         grid = input_features.shape[-2:]
         seg = F.interpolate(input_label, size=grid, mode="nearest")
         ref = None

@@ -67,6 +67,11 @@ class Distortion:
             raise ValueError(f"Distortion.tps_grid must be >= 2, got {self.tps_grid}")
 
     @property
+    def identity(self) -> bool:
+        """Every option off: the distortion leaves images as they are."""
+        return not (self.flip or self.crop > 0 or self._affine or self.tps > 0)
+
+    @property
     def _affine(self) -> bool:
         return self.rotate > 0 or self.scale > 0 or self.translate > 0 or self.shear > 0
 

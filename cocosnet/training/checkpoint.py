@@ -21,19 +21,9 @@ from ..config import LossConfig, ModelConfig, TrainConfig
 from ..io import atomic_path
 
 _NAME = re.compile(r"^step_(\d{9})\.pt$")
-_COMPUTATION_CODE = ("models", "losses", "training")  # packages whose source defines a step
-# Settings that do not change what is computed: a checkpoint stays resumable across them.
-_NOT_FINGERPRINTED = {
-    "max_steps",
-    "checkpoint_every",
-    "keep_checkpoints",
-    "resume",
-    "log_every",
-    "image_every",
-    "num_workers",
-    "threads",
-    "datasets",
-}
+# Train keys a checkpoint may differ in and still be resumed: where a run stops (a checkpoint
+# of a run that went further is never taken, see `resumable`) and the foreach list.
+_NOT_FINGERPRINTED = {"max_steps", "datasets"}
 
 
 class CheckpointError(ValueError):
@@ -83,36 +73,37 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     return state
 
 
-def resumable(directory: str | os.PathLike, key: str) -> tuple[Path, dict] | None:
-    """The newest checkpoint in ``directory`` if it was made by the configuration ``key``."""
-    found = list_checkpoints(directory)
-    if not found:
-        return None
-    state = load_checkpoint(found[-1][1])
-    return (found[-1][1], state) if state["fingerprint"] == key else None
+def resumable(directory: str | os.PathLike, max_step: int) -> tuple[Path, dict] | None:
+    """The newest checkpoint in ``directory`` (the resume area of one fingerprint) that a run
+    of ``max_step`` steps can continue from: none past ``max_step``, which would hand back a
+    model trained longer than asked."""
+    for step, path in reversed(list_checkpoints(directory)):
+        if step <= max_step:
+            return path, load_checkpoint(path)
+    return None
 
 
-def code_digest() -> str:
-    """Digest of the source that defines what a step computes (networks, losses, training)."""
-    package = Path(__file__).resolve().parent.parent
+def source_digest(files: list[Path], root: Path) -> str:
+    """Digest of source files (paths relative to ``root`` and contents)."""
     digest = hashlib.sha256()
-    for sub in _COMPUTATION_CODE:
-        for path in sorted((package / sub).rglob("*.py")):
-            digest.update(path.relative_to(package).as_posix().encode() + b"\0")
-            digest.update(path.read_bytes())
+    for path in sorted(files):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
-def training_fingerprint(model_cfg: ModelConfig, loss_cfg: LossConfig, cfg: TrainConfig) -> str:
+def training_fingerprint(
+    model_cfg: ModelConfig, loss_cfg: LossConfig, cfg: TrainConfig, *, code: str
+) -> str:
     """What a checkpoint must share with this run to be resumed: the settings that change what is
-    computed and the code that computes it (after a code change DVC reruns the stage, and the
-    result must come from the new code, not from an old finished checkpoint)."""
+    computed and ``code``, the digest of the source the training imports (after a code change DVC
+    reruns the stage, and the result must come from the new code, not from an old checkpoint)."""
     train = {k: v for k, v in cfg.model_dump().items() if k not in _NOT_FINGERPRINTED}
     return fingerprint(
         {
             "model": model_cfg.model_dump(),
             "loss": loss_cfg.model_dump(),
             "train": train,
-            "code": code_digest(),
+            "code": code,
         }
     )

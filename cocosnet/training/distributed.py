@@ -15,7 +15,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from ..config import TrainConfig
+from ..config import RuntimeConfig, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -54,11 +54,11 @@ def choose_device(cfg: TrainConfig, info: DistInfo) -> torch.device:
     return torch.device("cuda", info.local_rank % torch.cuda.device_count())
 
 
-def init_process_group(cfg: TrainConfig, info: DistInfo, device: torch.device) -> None:
+def init_process_group(runtime: RuntimeConfig, info: DistInfo, device: torch.device) -> None:
     """Join the process group (no-op for one process)."""
     if not info.distributed:
         return
-    backend = cfg.backend
+    backend = runtime.backend
     if backend == "auto":
         backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
@@ -98,7 +98,9 @@ def broadcast_flag(flag: bool, info: DistInfo, device: torch.device) -> bool:
     return bool(t.item() > 0)
 
 
-def torchrun_command(cfg: TrainConfig, module_args: Sequence[str]) -> list[str]:
+def torchrun_command(
+    cfg: TrainConfig, runtime: RuntimeConfig, module_args: Sequence[str]
+) -> list[str]:
     """``python -m torch.distributed.run ... -m MODULE ARGS`` for ``nproc_per_node`` x ``nnodes``
     processes; single node uses a free local port, multi-node the configured rendezvous."""
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={cfg.nproc_per_node}"]
@@ -106,7 +108,7 @@ def torchrun_command(cfg: TrainConfig, module_args: Sequence[str]) -> list[str]:
         cmd += [
             f"--nnodes={cfg.nnodes}",
             "--rdzv-backend=c10d",
-            f"--rdzv-endpoint={cfg.rdzv_endpoint}",
+            f"--rdzv-endpoint={runtime.rdzv_endpoint}",
         ]
     else:
         cmd += ["--standalone"]

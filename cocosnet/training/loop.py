@@ -18,21 +18,19 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from ..config import LossConfig, ModelConfig, TrainConfig
+from ..config import LossConfig, ModelConfig, RuntimeConfig, TrainConfig
 from ..losses.objective import Objective
 from ..models.export import save_generator
 from ..models.factory import build_correspondence, build_discriminator, build_translation
 from ..models.vgg import VGG19
 from ..visualize import image_grid
 from . import distributed as dist_utils
-from .checkpoint import list_checkpoints, resumable, save_checkpoint, training_fingerprint
+from .checkpoint import save_checkpoint
 from .data import TrainingExamples, epoch_batches, steps_per_epoch
 from .distributed import DistInfo
 from .schedule import exemplar_label_hidden, lr_factor, warped_mask_weight
 from .steps import Generator, NonFiniteError, Trainer
 
-CHECKPOINTS = "checkpoints"
-EXPORT = "export"
 
 
 @dataclass
@@ -75,13 +73,30 @@ def _set_rng_state(state: Mapping[str, torch.Tensor], device: torch.device) -> N
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+def total_steps(n_examples: int, cfg: TrainConfig, world_size: int = 1) -> int:
+    """Steps of the whole run: every epoch of the schedule, capped by ``max_steps``."""
+    spe = steps_per_epoch(n_examples, cfg.batch_size, world_size)
+    if spe == 0:
+        raise ValueError(
+            f"{n_examples} training samples make no full batch of {cfg.batch_size} per process "
+            f"on {world_size} process(es)"
+        )
+    epochs = cfg.niter + cfg.niter_decay
+    total = epochs * spe if epochs else cfg.max_steps
+    return min(total, cfg.max_steps) if cfg.max_steps is not None else total
+
+
 def train(
     examples: TrainingExamples,
     *,
     model_cfg: ModelConfig,
     loss_cfg: LossConfig,
     cfg: TrainConfig,
-    out_dir: str | Path,
+    checkpoint_dir: str | Path,
+    export_dir: str | Path,
+    fingerprint: str,
+    runtime: RuntimeConfig = RuntimeConfig(),
+    previous: tuple[Path, dict] | None = None,
     vgg: VGG19 | None = None,
     info: DistInfo | None = None,
     tracker: Tracking | None = None,
@@ -90,23 +105,31 @@ def train(
     run_id: str | None = None,
     log: Callable[[str], None] = print,
 ) -> TrainResult:
-    """Train CoCosNet on ``examples``; checkpoints and the exported model go to ``out_dir``."""
+    """Train CoCosNet on ``examples``.
+
+    Checkpoints go to ``checkpoint_dir`` (the resume area of this ``fingerprint``), the exported
+    model to ``export_dir``. ``previous`` (:func:`cocosnet.training.checkpoint.resumable`) is
+    the checkpoint of the same fingerprint to continue from, if any.
+    """
     start = time.perf_counter()
     info = info or DistInfo()
-    out_dir = Path(out_dir)
     device = dist_utils.choose_device(cfg, info)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    if runtime.threads:
+        torch.set_num_threads(runtime.threads)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
-    dist_utils.init_process_group(cfg, info, device)
+    dist_utils.init_process_group(runtime, info, device)
     try:
         return _train(
             examples,
             model_cfg=model_cfg,
             loss_cfg=loss_cfg,
             cfg=cfg,
-            out_dir=out_dir,
+            runtime=runtime,
+            checkpoint_dir=Path(checkpoint_dir),
+            export_dir=Path(export_dir),
+            key=fingerprint,
+            previous=previous,
             vgg=vgg,
             info=info,
             device=device,
@@ -127,7 +150,11 @@ def _train(
     model_cfg: ModelConfig,
     loss_cfg: LossConfig,
     cfg: TrainConfig,
-    out_dir: Path,
+    runtime: RuntimeConfig,
+    checkpoint_dir: Path,
+    export_dir: Path,
+    key: str,
+    previous: tuple[Path, dict] | None,
     vgg: VGG19 | None,
     info: DistInfo,
     device: torch.device,
@@ -138,7 +165,6 @@ def _train(
     log: Callable[[str], None],
     start: float,
 ) -> TrainResult:
-    ckpt_dir = out_dir / CHECKPOINTS
     torch.manual_seed(cfg.seed)  # identical initial weights on every process
     corr, gen, disc = (
         build_correspondence(model_cfg),
@@ -150,39 +176,26 @@ def _train(
         vgg.to(device) if vgg is not None else None,
         warp_stride=model_cfg.warp_stride,
         warp_patch=model_cfg.warp_patch,
-        warp_mask=model_cfg.warp_mask,
     )
     trainer = Trainer(
         model_cfg, cfg, objective, Generator(corr, gen), disc, device=device, ddp=info.distributed
     )
     if info.distributed:
         trainer.any_process = lambda flag: dist_utils.broadcast_flag(flag, info, device)
-    key = training_fingerprint(model_cfg, loss_cfg, cfg)
     spe = steps_per_epoch(len(examples), cfg.batch_size, info.world_size)
-    if spe == 0:
-        raise ValueError(
-            f"{len(examples)} training samples make no full batch of {cfg.batch_size} per process "
-            f"on {info.world_size} process(es)"
-        )
-    epochs = cfg.niter + cfg.niter_decay
-    total = epochs * spe if epochs else cfg.max_steps
-    if cfg.max_steps is not None:
-        total = min(total, cfg.max_steps)
+    total = total_steps(len(examples), cfg, info.world_size)
 
     history: list[dict[str, float]] = []
-    resumed_from, stale = None, []
-    found = list_checkpoints(ckpt_dir)
-    previous = resumable(ckpt_dir, key) if cfg.resume == "auto" else None
+    resumed_from = None
     if previous is not None:
         path, state = previous
+        if state["fingerprint"] != key or int(state["step"]) > total:
+            raise ValueError(f"{path} cannot be resumed by this configuration")
         trainer.load_state_dict(state["trainer"])
         _set_rng_state(state["rng"], device)
         trainer.step = resumed_from = int(state["step"])
         history = json.loads(state["history"])
-        log(f"train: resumed from {path} (step {resumed_from})")
-    elif found:  # another configuration (or resume: never): start over, drop them once saved
-        stale = [p for _, p in found]
-        log(f"train: not resuming from the {len(stale)} checkpoint(s) in {ckpt_dir}")
+        log(f"train: resumed from {path} (step {resumed_from} of {total})")
     if tracker is not None:
         tracker.set_tags({"losses": objective.loss_set, "fingerprint": key})
 
@@ -199,14 +212,10 @@ def _train(
                 "config": json.dumps(resolved_config, default=str),
                 "run_id": run_id or "",
             }
-            for old in stale:  # not resumable by this configuration
-                old.unlink(missing_ok=True)
-            stale.clear()
-            path = save_checkpoint(ckpt_dir, trainer.step, state, cfg.keep_checkpoints)
+            path = save_checkpoint(checkpoint_dir, trainer.step, state, runtime.keep_checkpoints)
         if info.distributed:
             torch.distributed.barrier()
         return path
-
     last_ckpt, stopped = None, "finished"
     epochs_started = trainer.step // spe
     progress = tqdm(
@@ -227,7 +236,7 @@ def _train(
             loader = torch.utils.data.DataLoader(
                 examples,
                 batch_sampler=batches,
-                num_workers=cfg.num_workers,
+                num_workers=runtime.num_workers,
                 pin_memory=device.type == "cuda",
                 # Its own generator: a loader seeds its workers from the global RNG otherwise,
                 # which would make a resumed epoch draw different noise than an uninterrupted one.
@@ -246,7 +255,7 @@ def _train(
                 trainer.step += 1
                 step = trainer.step
                 progress.update()
-                if step % cfg.log_every == 0 or step == total:
+                if step % runtime.log_every == 0 or step == total:
                     values = dist_utils.mean_across(
                         {f"G/{k}": v for k, v in g.terms.items()}
                         | {f"D/{k}": v for k, v in d.items()},
@@ -261,10 +270,10 @@ def _train(
                     progress.set_postfix(G=f"{values['G/total']:.3g}", D=f"{values['D/total']:.3g}")
                     if tracker is not None:
                         tracker.log_metrics(values, step)
-                if tracker is not None and (step % cfg.image_every == 0 or step == total):
+                if tracker is not None and (step % runtime.image_every == 0 or step == total):
                     tracker.log_image(_grid(batch, g), "train", step)
                 stop = dist_utils.broadcast_flag(stop_requested(), info, device)
-                if step % cfg.checkpoint_every == 0 or stop or step == total:
+                if step % runtime.checkpoint_every == 0 or stop or step == total:
                     last_ckpt = checkpoint()
                 if stop:
                     stopped = "interrupted"
@@ -279,9 +288,9 @@ def _train(
         raise
     finally:
         progress.close()
-    export_dir = None
+    exported = None
     if stopped == "finished" and info.is_main:
-        export_dir = save_generator(out_dir / EXPORT, model_cfg, corr, gen)
+        exported = save_generator(export_dir, model_cfg, corr, gen)
     return TrainResult(
         steps=trainer.step,
         epochs_started=epochs_started,
@@ -289,7 +298,7 @@ def _train(
         loss_set=objective.loss_set,
         history=history,
         checkpoint=last_ckpt,
-        export_dir=export_dir,
+        export_dir=exported,
         resumed_from=resumed_from,
         seconds=time.perf_counter() - start,
         generator=trainer.generator,

@@ -162,8 +162,8 @@ class Trainer:
                 batch["exemplar"],
                 batch["exemplar_input"],
                 hide_exemplar_label=hide_exemplar_label,
-                real_image=batch["image"] if obj.cfg.domain_alignment > 0 else None,
-                cycle=obj.cfg.cycle > 0,
+                real_image=batch["image"] if obj.needs_real_features else None,
+                cycle=obj.needs_cycle,
             )
             pred = self.discriminator(_fake_and_real(batch, fake))
         b = fake.shape[0]
@@ -174,13 +174,12 @@ class Trainer:
                 fake=fake.float(),
                 real=batch["image"],
                 exemplar=batch["exemplar"],
-                input=batch["input"],
-                exemplar_input=batch["exemplar_input"],
+                label=batch["label"],
+                exemplar_label=batch["exemplar_label"],
                 is_pseudo=batch["is_pseudo"],
                 corr=corr,
                 pred_fake=pred_fake,
                 pred_real=pred_real,
-                has_labels=bool((batch["label"] >= 0).all()),
             ),
             warped_mask_weight=warped_mask_weight,
         )
