@@ -7,8 +7,10 @@ import json
 import sys
 from collections.abc import Sequence
 
+import yaml
+
 from . import weights
-from .config import PRESETS, ConfigError, model_config
+from .config import PRESETS, ConfigError, ModelConfig, model_config
 from .io import os_error_message
 
 
@@ -19,10 +21,24 @@ def _model_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_key(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` of a model key, the value read as YAML (``ngf=32``, ``warp_bilinear=true``)."""
+    key, sep, value = text.partition("=")
+    if not sep or key not in ModelConfig.model_fields or key == "preset":
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected KEY=VALUE with KEY one of {sorted(ModelConfig.model_fields)}"
+        )
+    try:
+        return key, yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"{text!r}: the value is not valid YAML") from None
+
+
 def _import_official(args: argparse.Namespace) -> int:
     from .models.official import import_official
 
-    out = import_official(model_config({"preset": args.preset}), args.corr, args.gen, args.out)
+    cfg = model_config({"preset": args.preset, **dict(args.set)})
+    out = import_official(cfg, args.corr, args.gen, args.out)
     print(json.dumps({"saved": str(out)}))
     return 0
 
@@ -316,6 +332,14 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--corr", required=True, help="latest_net_Corr.pth")
     imp.add_argument("--gen", required=True, help="latest_net_G.pth")
     imp.add_argument("--out", required=True, help="output directory (safetensors + model.json)")
+    imp.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        type=_model_key,
+        metavar="KEY=VALUE",
+        help="a model key over the preset, as in params.yaml (e.g. ngf=32); repeatable",
+    )
     imp.set_defaults(func=_import_official)
 
     w = sub.add_parser("weights", help="pretrained files: list, add a local copy, fetch")

@@ -14,7 +14,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-PresetName = Literal["paper_ade20k", "paper_celebahq_edge", "paper_deepfashion", "demo"]
+PresetName = Literal[
+    "paper_ade20k", "paper_celebahq_mask", "paper_celebahq_edge", "paper_deepfashion", "demo"
+]
 
 
 class ConfigError(ValueError):
@@ -94,6 +96,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         maskmix=True,
         use_attention=True,
         warp_bilinear=False,
+        warp_patch=False,
+        warp_mask="direct",
+    ),
+    # The released CelebA-HQ mask checkpoint's test flags (no key listing in shared/official).
+    "paper_celebahq_mask": dict(
+        semantic_nc=19,
+        adaptor_kernel=4,
+        maskmix=True,
+        use_attention=True,
+        warp_bilinear=True,
         warp_patch=False,
         warp_mask="direct",
     ),
@@ -599,7 +611,9 @@ def _with_preset(
         base = presets[preset]
         # Nested sections (train.pseudo) merge key by key too.
         values = {
-            k: {**base[k], **v} if isinstance(v, Mapping) and isinstance(base.get(k), Mapping) else v
+            k: {**base[k], **v}
+            if isinstance(v, Mapping) and isinstance(base.get(k), Mapping)
+            else v
             for k, v in {**base, **values}.items()
         }
     try:

@@ -27,8 +27,8 @@ from cocosnet.io import write_text_atomic
 from cocosnet.metrics.correspondence import warp_accuracy
 from cocosnet.models.vgg import load_vgg19
 from cocosnet.preprocess.demo import DEMO_OBJECT_CLASSES
-from cocosnet.training import distributed
 from cocosnet.sourcecode import import_closure
+from cocosnet.training import distributed
 from cocosnet.training.checkpoint import resumable, source_digest, training_fingerprint
 from cocosnet.training.data import default_condition, heldout_pairs, training_examples
 from cocosnet.training.loop import TrainResult, total_steps, train

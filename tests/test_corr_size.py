@@ -31,13 +31,15 @@ def _cfg(image_size: int, corr_size: int, **overrides):
 def _batch(cfg, n: int = 2) -> dict[str, torch.Tensor]:
     s, c = cfg.image_size, cfg.semantic_nc
     g = torch.Generator().manual_seed(1)
+    inp, ex = random_label(n, c, s, seed=1), random_label(n, c, s, seed=2)
     return {  # plain NCHW layout (one_hot().permute() is channels-last)
-        "input": random_label(n, c, s, seed=1).contiguous(),
-        "exemplar_input": random_label(n, c, s, seed=2).contiguous(),
+        "input": inp.contiguous(),
+        "exemplar_input": ex.contiguous(),
         "exemplar": torch.rand(n, 3, s, s, generator=g) * 2 - 1,
         "image": torch.rand(n, 3, s, s, generator=g) * 2 - 1,
         "is_pseudo": torch.tensor([True, False][:n]),
-        "label": torch.zeros(n, dtype=torch.long),
+        "label": inp.argmax(1),
+        "exemplar_label": ex.argmax(1),
     }
 
 

@@ -1,6 +1,7 @@
 """The whole DAG with `dvc repro` in a temporary copy of the project, on a micro demo (12 scenes,
-2 training steps): every stage runs, a second repro is a no-op, and changing one training
-param reruns only train and evaluate."""
+2 training steps): every stage runs, a second repro is a no-op, changing one training param
+reruns only train and evaluate, a runtime-only key reruns nothing, switching params back
+restores the earlier outputs from DVC's run-cache, and `dvc exp run -S` of train keys works."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -44,7 +46,7 @@ def project(tmp_path_factory):
     params["data"]["demo"] = {"n_train": 8, "n_val": 4, "size": 64, "seed": 0}
     params["index"]["k"] = 3
     params["train"].update(batch_size=2, niter=1, niter_decay=0, max_steps=2, mask_epoch=1)
-    params["train"].update(checkpoint_every=1, log_every=1, image_every=2)
+    params["runtime"].update(checkpoint_every=1, log_every=1, image_every=2)
     params["eval"]["batch_size"] = 4
     params["tracking"]["uri"] = f"sqlite:///{work / 'mlflow.db'}"
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -84,3 +86,50 @@ def test_a_train_param_reruns_only_train_and_evaluate(project):
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = run(["dvc", "repro"], project)
     assert ran(out) == ["evaluate@demo", "train@demo"]
+
+
+def _set(project, section, **keys):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params[section].update(keys)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def test_a_runtime_key_reruns_nothing(project):
+    run(["dvc", "repro"], project)
+    _set(project, "runtime", threads=1, log_every=2, checkpoint_every=5)
+    _set(project, "tracking", experiment="elsewhere")
+    out = run(["dvc", "repro"], project)
+    assert ran(out) == [] and "up to date" in out
+
+
+def test_params_set_back_restore_the_earlier_outputs_from_the_run_cache(project):
+    run(["dvc", "repro"], project)
+    first = (project / "models/demo/export/translation.safetensors").read_bytes()
+    first_metrics = (project / "metrics/train_demo.json").read_text()
+    lr = yaml.safe_load((project / "params.yaml").read_text())["train"]["lr_g"]
+    _set(project, "train", lr_g=lr * 2)
+    assert ran(run(["dvc", "repro"], project)) == ["evaluate@demo", "train@demo"]
+    assert (project / "models/demo/export/translation.safetensors").read_bytes() != first
+    _set(project, "train", lr_g=lr)
+    start = time.perf_counter()
+    out = run(["dvc", "repro"], project)
+    seconds = time.perf_counter() - start
+    assert ran(out) == [], out  # nothing ran: both stages came back from the run-cache
+    assert "Stage 'train@demo' is cached - skipping run" in out
+    assert "Stage 'evaluate@demo' is cached - skipping run" in out
+    assert (project / "models/demo/export/translation.safetensors").read_bytes() == first
+    assert (project / "metrics/train_demo.json").read_text() == first_metrics
+    print(f"run-cache restore of train@demo and evaluate@demo: {seconds:.1f} s")
+
+
+def test_dvc_exp_run_sets_train_keys(project):
+    run(["dvc", "repro"], project)
+    run(["git", "add", "-A"], project)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"], project)
+    out = run(["dvc", "exp", "run", "-S", "train.max_steps=1"], project)
+    assert ran(out) == ["evaluate@demo", "train@demo"]
+    assert json.loads((project / "metrics/train_demo.json").read_text())["steps"] == 1
+    # Longer than the finished 2-step checkpoint: resumes it (a new MLflow run) and goes on.
+    out = run(["dvc", "exp", "run", "-S", "train.max_steps=3"], project)
+    summary = json.loads((project / "metrics/train_demo.json").read_text())
+    assert summary["steps"] == 3 and summary["resumed_from_step"] == 2, out

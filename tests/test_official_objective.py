@@ -96,7 +96,10 @@ def ref_contextual(fake_f, ex_f, use_22=False):
     def pooled(k, p):
         return F.avg_pool2d(fake_f[k], p), F.avg_pool2d(ex_f[k], p)
 
-    loss = ref_cx(fake_f["relu5_2"], ex_f["relu5_2"]) * 8 + ref_cx(fake_f["relu4_2"], ex_f["relu4_2"]) * 4
+    loss = (
+        ref_cx(fake_f["relu5_2"], ex_f["relu5_2"]) * 8
+        + ref_cx(fake_f["relu4_2"], ex_f["relu4_2"]) * 4
+    )
     loss = loss + ref_cx(*pooled("relu3_2", 2)) * 2
     if use_22:
         loss = loss + ref_cx(*pooled("relu2_2", 4))
@@ -141,8 +144,8 @@ def ref_generator_terms(cfg, x, vgg, stride, mask_weight, patch=False):
     out["contextual"] = ref_contextual(fake_f, ex_f) * cfg.contextual
     corr = x.corr
     out["domain_alignment"] = (
-        (corr.input_features - corr.real_features).abs().mean() * cfg.domain_alignment
-    )
+        corr.input_features - corr.real_features
+    ).abs().mean() * cfg.domain_alignment
     if mask_weight > 0:
         out["warped_mask"] = (
             ref_warped_mask(corr.warped_mask, x.label, x.exemplar_label, stride) * mask_weight
@@ -152,8 +155,7 @@ def ref_generator_terms(cfg, x, vgg, stride, mask_weight, patch=False):
         out["cycle"] = (corr.cycle - target).abs().mean() * cfg.cycle
     if cfg.warp_self > 0:
         out["warp_self"] = (
-            ref_weighted_l1(corr.warped, x.real, x.is_pseudo, cfg.pseudo_pair_batch)
-            * cfg.warp_self
+            ref_weighted_l1(corr.warped, x.real, x.is_pseudo, cfg.pseudo_pair_batch) * cfg.warp_self
         )
     out["total"] = sum(out.values())
     return out
@@ -231,7 +233,9 @@ def test_generator_terms_equal_the_official_formulas(vgg, preset, pseudo):
     cfg = loss_config({"preset": preset})
     x = fixed_inputs(pseudo)
     mask_weight = cfg.warped_mask
-    ours = Objective(cfg, vgg, warp_stride=STRIDE).generator_terms(x, warped_mask_weight=mask_weight)
+    ours = Objective(cfg, vgg, warp_stride=STRIDE).generator_terms(
+        x, warped_mask_weight=mask_weight
+    )
     _assert_terms_equal(ours, ref_generator_terms(cfg, x, vgg, STRIDE, mask_weight))
 
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 
-from cocosnet.config import parse_params
+from cocosnet.config import RuntimeConfig, parse_params
 from cocosnet.models.factory import build_correspondence, build_discriminator, build_translation
 from cocosnet.training.checkpoint import list_checkpoints, load_checkpoint
 from cocosnet.training.data import training_examples
@@ -31,16 +31,15 @@ TINY = {
     "model": {"preset": "demo"},
     "loss": {"preset": "demo", "vgg": "off"},
     "train": {
+        "preset": "demo",
         "batch_size": 2,
         "niter": 1,
         "niter_decay": 1,
         "max_steps": 3,
-        "threads": 1,
         "mask_epoch": 1,
         "pseudo": {"rotate": 10.0, "tps": 0.05},
-        "log_every": 1,
-        "checkpoint_every": 1,
     },
+    "runtime": {"threads": 1, "log_every": 1, "checkpoint_every": 1},
 }
 
 
@@ -58,17 +57,30 @@ def data_root(tmp_path_factory):
     return tmp / "data"
 
 
-def _params(**train):
+def _params(**keys):
+    """TINY with ``keys`` set in train, or in runtime where they belong."""
     raw = json.loads(json.dumps(TINY))
-    raw["train"].update(train)
+    for k, v in keys.items():
+        raw["runtime" if k in RuntimeConfig.model_fields else "train"][k] = v
     return raw
 
 
 def _train_tiny(data_root, out_dir, p, **kw):
-    """Run the loop in this process on the tiny demo data with parsed params ``p``."""
+    """Run the loop in this process on the tiny demo data with parsed params ``p``; checkpoints
+    in OUT_DIR/checkpoints, the export in OUT_DIR/export."""
     examples = training_examples("demo", data_root, semantic_nc=8, image_size=64, cfg=p.train)
     kw.setdefault("log", lambda m: None)
-    return train(examples, model_cfg=p.model, loss_cfg=p.loss, cfg=p.train, out_dir=out_dir, **kw)
+    return train(
+        examples,
+        model_cfg=p.model,
+        loss_cfg=p.loss,
+        cfg=p.train,
+        runtime=p.runtime,
+        checkpoint_dir=Path(out_dir) / "checkpoints",
+        export_dir=Path(out_dir) / "export",
+        fingerprint="test",
+        **kw,
+    )
 
 
 def _worker(data_root, out_dir, overrides, *, torchrun: int = 0, **popen):
@@ -112,7 +124,7 @@ def test_a_few_steps_train_every_sub_network(data_root, tmp_path):
     assert (result.export_dir / "model.json").is_file()
     ckpt = load_checkpoint(list_checkpoints(tmp_path / "checkpoints")[-1][1])
     assert ckpt["step"] == 3
-    assert len(list_checkpoints(tmp_path / "checkpoints")) == p.train.keep_checkpoints
+    assert len(list_checkpoints(tmp_path / "checkpoints")) == p.runtime.keep_checkpoints
 
 
 def test_ddp_replicas_stay_identical(data_root, tmp_path):
@@ -198,11 +210,11 @@ def test_sigterm_writes_a_checkpoint_and_stops(data_root, tmp_path):
 
 def test_torchrun_command_for_one_node_and_many():
     p = parse_params(_params(nproc_per_node=4))
-    cmd = torchrun_command(p.train, ["stages.train", "demo"])
+    cmd = torchrun_command(p.train, p.runtime, ["stages.train", "demo"])
     assert cmd[1:4] == ["-m", "torch.distributed.run", "--nproc-per-node=4"]
     assert "--standalone" in cmd and cmd[-3:] == ["-m", "stages.train", "demo"]
     p = parse_params(_params(nproc_per_node=8, nnodes=2, rdzv_endpoint="node0:29500"))
-    cmd = torchrun_command(p.train, ["stages.train", "demo"])
+    cmd = torchrun_command(p.train, p.runtime, ["stages.train", "demo"])
     assert "--nnodes=2" in cmd and "--rdzv-endpoint=node0:29500" in cmd
     assert "--standalone" not in cmd
 
@@ -269,14 +281,31 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(
     assert not (tmp_path / "export").exists()
 
 
-def test_resume_key_covers_settings_and_code_but_not_bookkeeping(monkeypatch):
+def test_resume_key_covers_settings_and_code_but_not_where_a_run_stops():
     from cocosnet.training import checkpoint
 
+    def key(p, code="a"):
+        return checkpoint.training_fingerprint(p.model, p.loss, p.train, code=code)
+
     p = parse_params(_params())
-    key = checkpoint.training_fingerprint(p.model, p.loss, p.train)
-    longer = parse_params(_params(max_steps=50, checkpoint_every=7, log_every=3))
-    assert checkpoint.training_fingerprint(longer.model, longer.loss, longer.train) == key
-    other_lr = parse_params(_params(lr_g=3e-4))
-    assert checkpoint.training_fingerprint(other_lr.model, other_lr.loss, other_lr.train) != key
-    monkeypatch.setattr(checkpoint, "code_digest", lambda: "edited")
-    assert checkpoint.training_fingerprint(p.model, p.loss, p.train) != key
+    longer = parse_params(_params(max_steps=50, checkpoint_every=7, log_every=3, threads=2))
+    assert key(longer) == key(p)
+    assert key(parse_params(_params(lr_g=3e-4))) != key(p)
+    assert key(parse_params(_params(load_size=80))) != key(p)
+    assert key(p, code="edited") != key(p)
+
+
+def test_a_longer_run_resumes_a_shorter_one_but_never_the_reverse(data_root, tmp_path):
+    from cocosnet.training.checkpoint import resumable
+
+    p = parse_params(_params(max_steps=2))
+    first = _train_tiny(data_root, tmp_path, p)
+    assert first.steps == 2
+    # A 1-step run takes the step-1 checkpoint, never step 2.
+    assert resumable(tmp_path / "checkpoints", 1)[1]["step"] == 1
+    previous = resumable(tmp_path / "checkpoints", 3)
+    assert previous is not None and previous[1]["step"] == 2
+    longer = _train_tiny(data_root, tmp_path, parse_params(_params()), previous=previous)
+    assert longer.resumed_from == 2 and longer.steps == 3
+    with pytest.raises(ValueError, match="cannot be resumed"):
+        _train_tiny(data_root, tmp_path, p, previous=resumable(tmp_path / "checkpoints", 3))

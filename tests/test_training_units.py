@@ -120,7 +120,7 @@ def test_load_refuses_a_pickle_that_runs_code(tmp_path, writer):
     with pytest.raises(CheckpointError, match="not a loadable"):
         load_checkpoint(evil)
     with pytest.raises(CheckpointError):
-        resumable(tmp_path, "abc")
+        resumable(tmp_path, 10)
     assert not marker.exists()
 
 
@@ -135,13 +135,15 @@ def test_load_refuses_truncated_missing_and_foreign_files(tmp_path):
             load_checkpoint(path)
 
 
-def test_resumable_only_for_the_same_fingerprint(tmp_path):
-    assert resumable(tmp_path, "abc") is None
-    save_checkpoint(tmp_path, 3, _state(3), keep=5)
+def test_resumable_is_the_newest_checkpoint_not_past_the_last_step(tmp_path):
+    assert resumable(tmp_path, 10) is None
+    older = save_checkpoint(tmp_path, 3, _state(3), keep=5)
     newest = save_checkpoint(tmp_path, 7, _state(7), keep=5)
-    path, state = resumable(tmp_path, "abc")
+    path, state = resumable(tmp_path, 10)
     assert path == newest and state["step"] == 7
-    assert resumable(tmp_path, "another") is None
+    assert resumable(tmp_path, 7)[0] == newest
+    assert resumable(tmp_path, 6)[0] == older  # a shorter run never takes a longer one's state
+    assert resumable(tmp_path, 2) is None
 
 
 def test_fingerprint_ignores_key_order_but_not_values():
@@ -461,8 +463,9 @@ def test_parse_params_accepts_loss_train_tracking():
     "train, fragment",
     [
         ({"p_hard": 0.5, "p_top1": 0.5, "p_self": 0.5}, "p_hard + p_top1 + p_self"),
-        ({"nnodes": 2}, "rdzv_endpoint"),
+        ({"nnodes": 2}, "runtime.rdzv_endpoint"),
         ({"bogus": 1}, "train.bogus: unknown key"),
+        ({"threads": 1}, "train.threads: unknown key"),  # a runtime key, in its own section
     ],
 )
 def test_bad_train_sections_are_errors(train, fragment):
@@ -472,7 +475,7 @@ def test_bad_train_sections_are_errors(train, fragment):
 
 
 def test_multi_node_with_rendezvous_is_accepted():
-    params = parse_params({"train": {"nnodes": 2, "rdzv_endpoint": "host:29500"}})
+    params = parse_params({"train": {"nnodes": 2}, "runtime": {"rdzv_endpoint": "host:29500"}})
     assert params.train.nnodes == 2
 
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import torch
 
 from cocosnet.config import parse_params
+from cocosnet.training.checkpoint import resumable, training_fingerprint
 from cocosnet.training.data import training_examples
 from cocosnet.training.distributed import dist_info_from
-from cocosnet.training.loop import train
+from cocosnet.training.loop import total_steps, train
 
 
 def run(data_root: str, out_dir: str, overrides: dict):
@@ -26,12 +27,18 @@ def run(data_root: str, out_dir: str, overrides: dict):
         cfg=params.train,
     )
     info = dist_info_from(os.environ)
+    checkpoints = Path(out_dir) / "checkpoints"
+    total = total_steps(len(examples), params.train, info.world_size)
     result = train(
         examples,
         model_cfg=params.model,
         loss_cfg=params.loss,
         cfg=params.train,
-        out_dir=out_dir,
+        runtime=params.runtime,
+        checkpoint_dir=checkpoints,
+        export_dir=Path(out_dir) / "export",
+        fingerprint=training_fingerprint(params.model, params.loss, params.train, code="test"),
+        previous=resumable(checkpoints, total) if params.runtime.resume == "auto" else None,
         info=info,
         log=lambda msg: print(msg, flush=True),
     )

@@ -36,19 +36,24 @@ class SpectralNorm(nn.Module):
         self.register_buffer("_u", u)
         self.register_buffer("_v", v)
 
+    @torch.no_grad()
+    def power_iterations(self, weight: torch.Tensor, n: int = 1) -> None:
+        """``n`` updates of the stored vectors, v first: ``v <- n(W^T u)``, ``u <- n(W v)``."""
+        mat = weight.flatten(1)
+        for _ in range(n):
+            F.normalize(torch.mv(mat.t(), self._u), dim=0, eps=self.eps, out=self._v)
+            F.normalize(torch.mv(mat, self._v), dim=0, eps=self.eps, out=self._u)
+
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         # sigma in the weight's precision, also under autocast (as the float32 official code).
         with torch.autocast(weight.device.type, enabled=False):
-            mat = weight.flatten(1)
             u, v = self._u, self._v
             if self.training:
-                with torch.no_grad():
-                    F.normalize(torch.mv(mat.t(), u), dim=0, eps=self.eps, out=v)
-                    F.normalize(torch.mv(mat, v), dim=0, eps=self.eps, out=u)
+                self.power_iterations(weight)
                 # Copies: the in-place updates of the next forward must not touch this graph.
                 u, v = u.clone(), v.clone()
-            sigma = torch.dot(u, torch.mv(mat, v))
-            return weight / sigma
+            mat = weight.flatten(1)
+            return weight / torch.dot(u, torch.mv(mat, v))
 
 
 def spectral(module: nn.Module) -> nn.Module:
@@ -236,10 +241,21 @@ def conv_weight(module: nn.Module) -> torch.Tensor | None:
 
 
 @torch.no_grad()
-def init_weights(net: nn.Module, gain: float = 0.02) -> None:
-    """Xavier-normal (gain 0.02) conv/linear weights and zero biases, as the official init."""
+def init_weights(net: nn.Module, gain: float = 0.02, sn_warm_up: int = 15) -> None:
+    """Xavier-normal (gain 0.02) conv/linear weights and zero biases, as the official init.
+
+    Then ``sn_warm_up`` power iterations bring each spectral norm's random vectors to the new
+    weight (as PyTorch's parametrization does at registration): the official vectors start
+    random, which matters only for an untrained network in eval mode, whose sigma would
+    otherwise be a random number; training's first forward iterates anyway.
+    """
     for m in net.modules():
         if isinstance(m, nn.Conv2d | nn.Linear):
             nn.init.xavier_normal_(conv_weight(m), gain=gain)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+    for m in net.modules():
+        if parametrize.is_parametrized(m, "weight"):
+            for p in m.parametrizations.weight:
+                if isinstance(p, SpectralNorm):
+                    p.power_iterations(m.parametrizations.weight.original, sn_warm_up)

@@ -38,6 +38,7 @@ from .augment import Distortion, distort, sample_grid
 
 Condition = Literal["label", "edges", "pose"]
 Preprocess = Literal["resize_and_crop", "scale_shortside_and_crop"]
+NO_DISTORTION = Distortion(flip=False)
 NO_LABEL = -1  # label maps of samples that have none (edge/pose datasets without parsing)
 # Channels of the stored multi-channel inputs that are distance maps: the official code resizes
 # them bilinearly (transform_img), the discrete ones (edges, skeleton) nearest (transform_label).
@@ -101,7 +102,7 @@ def train_view(
     return View((h, w), int(top), int(left), size, flip and flip_u > 0.5)
 
 
-def test_view(shape: tuple[int, int], size: int, mode: Preprocess) -> View:
+def eval_view(shape: tuple[int, int], size: int, mode: Preprocess) -> View:
     """The deterministic view of evaluation: squashed to ``size`` (resize_and_crop), or the
     shorter side scaled to ``size`` and the centre crop; never flipped."""
     h, w = _resized_shape(*shape, size, mode)
@@ -247,7 +248,7 @@ class TrainingExamples(torch.utils.data.Dataset):
         image_size: int,
         load_size: int,
         preprocess: Preprocess = "resize_and_crop",
-        distortion: Distortion = Distortion(flip=False),
+        distortion: Distortion = NO_DISTORTION,
         flip: bool = True,
         same_person: bool = False,
         seed: int = 0,
@@ -339,13 +340,11 @@ class PairExamples(torch.utils.data.Dataset):
 
     def _test_view(self, sample: str) -> Crop:
         loaded = self.source(self.rows[sample])
-        return self.source.view(loaded, test_view(loaded.rgb.shape[:2], self.size, self.preprocess))
+        return self.source.view(loaded, eval_view(loaded.rgb.shape[:2], self.size, self.preprocess))
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         query, exemplar = self.pairs[index]
-        return _example(
-            index, self._test_view(query), self._test_view(exemplar), query == exemplar
-        )
+        return _example(index, self._test_view(query), self._test_view(exemplar), query == exemplar)
 
 
 def _source(dataset, root, condition, semantic_nc, max_pixels) -> ConditionSource:

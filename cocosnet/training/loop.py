@@ -32,7 +32,6 @@ from .schedule import exemplar_label_hidden, lr_factor, warped_mask_weight
 from .steps import Generator, NonFiniteError, Trainer
 
 
-
 @dataclass
 class TrainResult:
     steps: int
@@ -95,7 +94,7 @@ def train(
     checkpoint_dir: str | Path,
     export_dir: str | Path,
     fingerprint: str,
-    runtime: RuntimeConfig = RuntimeConfig(),
+    runtime: RuntimeConfig | None = None,
     previous: tuple[Path, dict] | None = None,
     vgg: VGG19 | None = None,
     info: DistInfo | None = None,
@@ -112,7 +111,7 @@ def train(
     the checkpoint of the same fingerprint to continue from, if any.
     """
     start = time.perf_counter()
-    info = info or DistInfo()
+    info, runtime = info or DistInfo(), runtime or RuntimeConfig()
     device = dist_utils.choose_device(cfg, info)
     if runtime.threads:
         torch.set_num_threads(runtime.threads)
@@ -216,6 +215,7 @@ def _train(
         if info.distributed:
             torch.distributed.barrier()
         return path
+
     last_ckpt, stopped = None, "finished"
     epochs_started = trainer.step // spe
     progress = tqdm(
