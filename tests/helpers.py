@@ -61,3 +61,21 @@ def dvc_project_copy(work: Path) -> Path:
         shutil.copytree(REPO / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "dvc.yaml", work)
     return work
+
+
+def prepared_demo(tmp: Path, n_train: int, n_val: int) -> Path:
+    """A prepared and indexed micro demo dataset under ``tmp``/data (the stages, in process)."""
+    import yaml
+
+    from stages.index import main as index_stage
+    from stages.prepare import main as prepare_stage
+
+    params = tmp / "params.yaml"
+    raw = {
+        "data": {"root": str(tmp / "data"), "demo": {"n_train": n_train, "n_val": n_val}},
+        "index": {"k": 3, "embedding": "layout"},
+    }
+    params.write_text(yaml.safe_dump(raw))
+    prepare_stage("demo", str(params))
+    index_stage("demo", str(params))
+    return tmp / "data"

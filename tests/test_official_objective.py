@@ -23,7 +23,8 @@ from cocosnet.models.correspondence import CorrespondenceOutput
 from cocosnet.models.factory import build_correspondence, build_discriminator, build_translation
 from cocosnet.models.vgg import VGG19
 from cocosnet.training.steps import Generator, Trainer
-from tests.helpers import single_thread
+
+from .helpers import single_thread
 
 single_thread = pytest.fixture(scope="module", autouse=True)(single_thread)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import yaml
 from PIL import Image
 
 from cocosnet.config import train_config
@@ -26,8 +25,8 @@ from cocosnet.training.data import (
     train_view,
     training_examples,
 )
-from stages.index import main as index_stage
-from stages.prepare import main as prepare_stage
+
+from .helpers import prepared_demo
 
 
 def _photo(h=24, w=32, seed=0):
@@ -107,16 +106,7 @@ def test_same_person_views_follow_the_official_check():
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("data")
-    params = tmp / "params.yaml"
-    raw = {
-        "data": {"root": str(tmp / "data"), "demo": {"n_train": 12, "n_val": 4, "size": 64}},
-        "index": {"k": 3, "embedding": "layout"},
-    }
-    params.write_text(yaml.safe_dump(raw))
-    prepare_stage("demo", str(params))
-    index_stage("demo", str(params))
-    return tmp / "data"
+    return prepared_demo(tmp_path_factory.mktemp("data"), n_train=12, n_val=4)
 
 
 def _examples(data_root, **train):

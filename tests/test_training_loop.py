@@ -23,8 +23,8 @@ from cocosnet.training.checkpoint import list_checkpoints, load_checkpoint
 from cocosnet.training.data import training_examples
 from cocosnet.training.distributed import torchrun_command
 from cocosnet.training.loop import train
-from stages.index import main as index_stage
-from stages.prepare import main as prepare_stage
+
+from .helpers import prepared_demo
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = {
@@ -45,16 +45,7 @@ TINY = {
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("train")
-    params = tmp / "params.yaml"
-    raw = {
-        "data": {"root": str(tmp / "data"), "demo": {"n_train": 8, "n_val": 4, "size": 64}},
-        "index": {"k": 3, "embedding": "layout"},
-    }
-    params.write_text(yaml.safe_dump(raw))
-    prepare_stage("demo", str(params))
-    index_stage("demo", str(params))
-    return tmp / "data"
+    return prepared_demo(tmp_path_factory.mktemp("train"), n_train=8, n_val=4)
 
 
 def _params(**keys):
