@@ -4,8 +4,8 @@ For each training query the official recipe uses, with the default probabilities
 
 * ``"hard"`` (``p_hard`` = 0.2): the last-ranked retrieved exemplar (highest rank, refK);
 * ``"top1"`` (``p_top1`` = 0.5): the rank-1 exemplar (ref1);
-* ``"self"`` (``p_self`` = 0.3): the query image itself; the pseudo pair is made later by a
-  geometric distortion of it.
+* ``"self"`` (``p_self`` = 0.3): the query image itself; the pseudo pair is made later from an
+  independent crop and flip of it (cocosnet.training.data).
 
 A query without any pairs always gets ``"self"``.  Each :meth:`ExemplarSampler.choose` call
 draws exactly one uniform number from the generator, whether or not the query has pairs, so a

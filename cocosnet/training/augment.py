@@ -1,9 +1,9 @@
-"""Random geometric distortion of pseudo exemplars (paper §4, "pseudo exemplar pairs").
+"""Further random geometric distortion of pseudo exemplars (paper §4, "pseudo exemplar pairs").
 
-When the exemplar is the ground-truth image itself, the correspondence network must still learn a
-non-trivial match, so the exemplar photo and its semantic map are distorted by one random warp
-(the official code uses an independent random crop + flip; here flip, crop, affine and a
-thin-plate-spline warp are all available). The ground truth and the input are left untouched.
+The official pseudo exemplar is the ground-truth photo under an independent random crop and
+flip (cocosnet.training.data); on top of that the exemplar photo and its semantic map can be
+distorted by one random warp (flip, crop, affine and a thin-plate spline; ours, off in the
+official recipes). The ground truth and the input are left untouched.
 
 A warp is a backward sampling grid for :func:`torch.nn.functional.grid_sample`: output pixel p
 reads the source at ``flip(crop(affine(tps(p))))``, i.e. the forward image pipeline is
