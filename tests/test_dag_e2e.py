@@ -1,7 +1,7 @@
 """The whole DAG with `dvc repro` in a temporary copy of the project, on a micro demo (12 scenes,
 2 training steps): every stage runs, a second repro is a no-op, a runtime-only key reruns
-nothing, changing one training param reruns only train and evaluate and switching it back
-restores the earlier outputs from DVC's run-cache, and `dvc exp run -S` of train keys works."""
+nothing, `dvc exp run -S` of a train key reruns only train and evaluate, and setting it back
+restores the earlier outputs from DVC's run-cache."""
 
 from __future__ import annotations
 
@@ -93,39 +93,32 @@ def test_a_runtime_key_reruns_nothing(project):
     assert ran(out) == [] and "up to date" in out
 
 
-def test_a_train_param_reruns_train_and_evaluate_and_setting_it_back_restores_them(project):
+def test_dvc_exp_run_of_a_train_key_and_the_run_cache_when_it_is_set_back(project):
     run(["dvc", "repro"], project)
     first = (project / "models/demo/export/translation.safetensors").read_bytes()
     first_metrics = (project / "metrics/train_demo.json").read_text()
-    seed = yaml.safe_load((project / "params.yaml").read_text())["train"]["seed"]
-    _set(project, "train", seed=seed + 1)
-    assert ran(run(["dvc", "repro"], project)) == ["evaluate@demo", "train@demo"]
-    assert (project / "models/demo/export/translation.safetensors").read_bytes() != first
-    _set(project, "train", seed=seed)
-    start = time.perf_counter()
-    out = run(["dvc", "repro"], project)
-    seconds = time.perf_counter() - start
-    assert ran(out) == [], out  # nothing ran: both stages came back from the run-cache
-    assert "Stage 'train@demo' is cached - skipping run" in out
-    assert "Stage 'evaluate@demo' is cached - skipping run" in out
-    assert (project / "models/demo/export/translation.safetensors").read_bytes() == first
-    assert (project / "metrics/train_demo.json").read_text() == first_metrics
-    print(f"run-cache restore of train@demo and evaluate@demo: {seconds:.1f} s")
-
-
-def test_dvc_exp_run_sets_train_keys(project):
-    run(["dvc", "repro"], project)
     run(["git", "add", "-A"], project)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"], project)
-    # Longer than the finished 2-step run: its checkpoint is resumed (in a new MLflow run, since
-    # MLflow params cannot change) and training goes on. (A shorter run never takes a longer
-    # run's checkpoint: tests/test_training_loop.py.)
+    # A train key reruns train and evaluate only. Longer than the finished 2-step run: its
+    # checkpoint is resumed (in a new MLflow run, since MLflow params cannot change) and training
+    # goes on. (A shorter run never takes a longer run's checkpoint: test_training_loop.py.)
     out = run(["dvc", "exp", "run", "-S", "train.max_steps=3"], project)
     assert ran(out) == ["evaluate@demo", "train@demo"]
     summary = json.loads((project / "metrics/train_demo.json").read_text())
     assert summary["steps"] == 3 and summary["resumed_from_step"] == 2, out
+    assert (project / "models/demo/export/translation.safetensors").read_bytes() != first
     from mlflow.tracking import MlflowClient
 
     run_ = MlflowClient(f"sqlite:///{project / 'mlflow.db'}").get_run(summary["mlflow_run_id"])
     assert run_.data.params["train.max_steps"] == "3"
     assert "resumed_from_checkpoint" in run_.data.tags
+    # Set back: both stages come back from DVC's run-cache, nothing runs.
+    start = time.perf_counter()
+    out = run(["dvc", "exp", "run", "-S", "train.max_steps=2"], project)
+    seconds = time.perf_counter() - start
+    assert ran(out) == [], out
+    assert "Stage 'train@demo' is cached - skipping run" in out
+    assert "Stage 'evaluate@demo' is cached - skipping run" in out
+    assert (project / "models/demo/export/translation.safetensors").read_bytes() == first
+    assert (project / "metrics/train_demo.json").read_text() == first_metrics
+    print(f"run-cache restore of train@demo and evaluate@demo: {seconds:.1f} s")

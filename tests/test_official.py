@@ -154,21 +154,22 @@ def test_cli_reports_errors_cleanly(tmp_path, capsys):
 
 
 def test_cli_imports_a_checkpoint_trained_at_other_widths(tmp_path, capsys):
-    """An official-format checkpoint of a narrower translation network (ngf 16): the preset plus
-    `--set ngf=16` reads it; the preset alone refuses it."""
-    from cocosnet.models.factory import build_translation
+    """An official-format checkpoint of a wider demo translation network (ngf 16): the preset
+    plus `--set ngf=16` reads it; the preset alone refuses it."""
+    from cocosnet.models.factory import build_correspondence, build_translation
 
-    cfg = model_config({"preset": "paper_ade20k", "ngf": 16})
+    cfg = model_config({"preset": "demo", "ngf": 16})
     torch.manual_seed(0)
-    gen = build_translation(cfg)
-    ours = gen.state_dict()
-    paths = {"G": tmp_path / "latest_net_G.pth", "Corr": tmp_path / "latest_net_Corr.pth"}
-    torch.save({k: ours[v] for k, v in key_map(gen, "translation").items()}, paths["G"])
-    torch.save(random_state("ade20k", "Corr"), paths["Corr"])
+    nets = {"G": build_translation(cfg), "Corr": build_correspondence(cfg)}
+    paths = {}
+    for net, module in nets.items():
+        ours = module.state_dict()
+        paths[net] = tmp_path / f"latest_net_{net}.pth"
+        torch.save({k: ours[v] for k, v in key_map(module, NETS[net]).items()}, paths[net])
 
     def imp(*extra):
         return main(
-            ["import-official", "--preset", "paper_ade20k", "--corr", str(paths["Corr"])]
+            ["import-official", "--preset", "demo", "--corr", str(paths["Corr"])]
             + ["--gen", str(paths["G"]), "--out", str(tmp_path / "out"), *extra]
         )
 
@@ -177,6 +178,7 @@ def test_cli_imports_a_checkpoint_trained_at_other_widths(tmp_path, capsys):
     assert imp("--set", "ngf=16") == 0, capsys.readouterr().err
     cfg_back, _, gen_back = load_generator(tmp_path / "out")
     assert cfg_back.ngf == 16
-    assert all(torch.equal(gen_back.state_dict()[k], v) for k, v in ours.items())
+    want = nets["G"].state_dict()
+    assert all(torch.equal(gen_back.state_dict()[k], v) for k, v in want.items())
     with pytest.raises(SystemExit):
         imp("--set", "no_such_key=1")
