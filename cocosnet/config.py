@@ -596,6 +596,8 @@ def _format_errors(section: str, err: ValidationError) -> str:
         got = "" if whole else f" (got {e.get('input')!r})"
         if e["type"] == "extra_forbidden":
             msg, got = "unknown key", ""
+            if section == "train" and e["loc"][-1] in RuntimeConfig.model_fields:
+                msg += f" (it moved to runtime.{e['loc'][-1]}: it cannot change results)"
         lines.append(f"{where}: {msg}{got}" if where else f"{msg}{got}")
     return "invalid configuration:\n  " + "\n  ".join(lines)
 

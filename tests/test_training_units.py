@@ -465,7 +465,7 @@ def test_parse_params_accepts_loss_train_tracking():
         ({"p_hard": 0.5, "p_top1": 0.5, "p_self": 0.5}, "p_hard + p_top1 + p_self"),
         ({"nnodes": 2}, "runtime.rdzv_endpoint"),
         ({"bogus": 1}, "train.bogus: unknown key"),
-        ({"threads": 1}, "train.threads: unknown key"),  # a runtime key, in its own section
+        ({"threads": 1}, "train.threads: unknown key (it moved to runtime.threads"),
     ],
 )
 def test_bad_train_sections_are_errors(train, fragment):
