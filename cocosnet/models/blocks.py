@@ -22,8 +22,8 @@ class SpectralNorm(nn.Module):
     In training every forward runs one power iteration that updates ``v`` first
     (``v <- n(W^T u)``, then ``u <- n(W v)``; PyTorch's parametrization API updates ``u``
     first), and ``sigma = u^T W v``; in eval the stored vectors are used as they are. The
-    vectors start as normalised N(0, 1) draws with no warm-up iterations, as the old API. They
-    are stored as ``_u``/``_v``, the state-dict keys of PyTorch's parametrization.
+    vectors start as normalised N(0, 1) draws, as the old API (:func:`init_weights` then warms
+    them up). They are stored as ``_u``/``_v``, the state-dict keys of PyTorch's parametrization.
     """
 
     def __init__(self, weight: torch.Tensor, eps: float = 1e-12):
@@ -254,7 +254,6 @@ def init_weights(net: nn.Module, gain: float = 0.02, sn_warm_up: int = 15) -> No
             nn.init.xavier_normal_(conv_weight(m), gain=gain)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-    for m in net.modules():
         if parametrize.is_parametrized(m, "weight"):
             for p in m.parametrizations.weight:
                 if isinstance(p, SpectralNorm):
