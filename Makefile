@@ -42,6 +42,7 @@ bench-inference: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check cocosnet stages tests bench pipeline
+	$(BIN)/lint-imports
 
 # DVC plots and metrics as an offline page (inline SVG, no CDN): dvc_plots/index.html
 plots: $(STAMP)

@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 from cocosnet.config import EdgesConfig  # noqa: E402
 from cocosnet.data.manifest import inside_root, read_manifest  # noqa: E402
 from cocosnet.data.prepare import MANIFEST  # noqa: E402
-from cocosnet.io import write_text_atomic  # noqa: E402
+from cocosnet.files import write_text_atomic  # noqa: E402
 from cocosnet.preprocess.edges import OPENCV_DEFAULT_THRESHOLDS, edge_maps_for_dataset  # noqa: E402
 from stages.prepare import main as prepare_stage  # noqa: E402
 

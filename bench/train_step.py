@@ -76,7 +76,6 @@ def time_case(
         warp_patch=mcfg.warp_patch,
     )
     trainer = Trainer(
-        mcfg,
         tcfg,
         objective,
         Generator(build_correspondence(mcfg), build_translation(mcfg)),

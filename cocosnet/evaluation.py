@@ -1,5 +1,5 @@
-"""Translate an evaluation split with its retrieved exemplars and lay the results out as folders
-that the metrics read (one file per query id in each):
+"""Evaluate a trained model: translate an evaluation split with its retrieved exemplars, lay the
+results out as folders that the metrics read (one file per query id in each), run the metrics:
 
     fake/            the synthesised images (PNG, or JPEG at a given quality: the format moves FID)
     real/            the ground truth at the network's resolution (PNG)
@@ -11,6 +11,7 @@ that the metrics read (one file per query id in each):
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +19,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .config import EvalConfig
+from .data.examples import PairExamples
+from .formats.tensors import to_uint8
 from .io import write_image
+from .metrics.correspondence import warp_accuracy
+from .metrics.registry import MetricOptions, evaluate, folder_inputs
 from .models.correspondence import CorrespondenceNet
 from .models.translation import TranslationNet
-from .training.data import PairExamples
 from .visualize import image_grid
 
 FOLDERS = ("fake", "real", "warped", "exemplar", "label", "exemplar_label")
@@ -38,12 +43,6 @@ class EvalFolders:
         if name not in FOLDERS:
             raise KeyError(f"unknown evaluation folder {name!r}; known: {FOLDERS}")
         return self.root / name
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """B x 3 x H x W in [-1, 1] -> B x H x W x 3 uint8 (round half up, as torchvision's save)."""
-    x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5 + 0.5).floor()
-    return x.to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 @torch.no_grad()
@@ -71,18 +70,19 @@ def translate_pairs(
     loader = torch.utils.data.DataLoader(pairs, batch_size=batch_size)
     has_labels, preview, count = True, None, 0
     for batch in tqdm(loader, desc="translate", unit="batch"):
-        b = {k: v.to(device) for k, v in batch.items()}
+        on_device = {k: v.to(device) for k, v in batch.items()}
+        input, exemplar, real = on_device["input"], on_device["exemplar"], on_device["image"]
         warp = corr(
-            b["input"], b["exemplar"], b["exemplar_input"], hide_exemplar_label=hide_exemplar_label
+            input, exemplar, on_device["exemplar_input"], hide_exemplar_label=hide_exemplar_label
         )
-        fake = gen(b["input"], warp.warped)
+        fake = gen(input, warp.warped)
         if preview is None:
-            preview = image_grid([b["input"], b["exemplar"], warp.warped, fake, b["image"]])
+            preview = image_grid([input, exemplar, warp.warped, fake, real])
         images = {
             "fake": to_uint8(fake),
-            "real": to_uint8(b["image"]),
+            "real": to_uint8(real),
             "warped": to_uint8(warp.warped),
-            "exemplar": to_uint8(b["exemplar"]),
+            "exemplar": to_uint8(exemplar),
         }
         labelled = bool((batch["label"] >= 0).all() and (batch["exemplar_label"] >= 0).all())
         has_labels &= labelled
@@ -93,10 +93,80 @@ def translate_pairs(
                 quality = {"quality": jpeg_quality} if ext == "jpg" else {}
                 write_image(out / name / f"{query}.{ext}", arr[i], **quality)
             if labelled:
-                for name, key in (("label", "label"), ("exemplar_label", "exemplar_label")):
-                    ids = batch[key][i].numpy()
+                for name in ("label", "exemplar_label"):
+                    ids = batch[name][i].numpy()
                     if ids.max() > 255:
                         raise ValueError("label maps with ids > 255 cannot be stored as 8-bit PNG")
                     write_image(out / name / f"{query}.png", ids.astype(np.uint8))
             count += 1
     return EvalFolders(out, image_format, count, has_labels), preview
+
+
+def exemplar_label_hidden(exemplar_mask: str, mask_epoch: int | None) -> bool:
+    """Whether the correspondence network sees noise instead of the exemplar's mask:
+    ``eval.exemplar_mask``, where ``auto`` follows training (hidden when ``train.mask_epoch``
+    replaced the mask by noise)."""
+    return {"given": False, "hidden": True, "auto": mask_epoch is not None}[exemplar_mask]
+
+
+def evaluate_model(
+    corr: CorrespondenceNet,
+    gen: TranslationNet,
+    pairs: PairExamples,
+    out_dir: Path,
+    cfg: EvalConfig,
+    *,
+    device: str,
+    hide_exemplar_label: bool,
+    label_input: bool,  # the network's input is a label map (not edges or a pose)
+    num_classes: int,
+    object_classes: Sequence[int],
+    weights_dir: Path,
+) -> tuple[dict[str, dict], EvalFolders, np.ndarray]:
+    """Translate ``pairs`` into OUT_DIR/images and run ``cfg.metrics`` on them (FID reference
+    statistics cached in OUT_DIR/cache); returns the results by metric, the folders and a
+    preview grid. The label-based metrics need label maps of inputs and exemplars."""
+    (out_dir / "cache").mkdir(parents=True, exist_ok=True)
+    folders, preview = translate_pairs(
+        corr,
+        gen,
+        pairs,
+        out_dir / "images",
+        batch_size=cfg.batch_size,
+        device=device,
+        hide_exemplar_label=hide_exemplar_label,
+        image_format=cfg.image_format,
+        jpeg_quality=cfg.jpeg_quality,
+        seed=cfg.seed,
+    )
+    labels = folders.has_labels and label_input
+    inputs = folder_inputs(
+        folders["real"],
+        folders["fake"],
+        folders["label"] if labels else None,
+        folders["exemplar"],
+        folders["exemplar_label"] if labels else None,
+        num_classes=num_classes if labels else None,
+    )
+    options = MetricOptions(
+        weights_dir=weights_dir,
+        device=device,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        cache_dir=out_dir / "cache",
+    )
+    results = evaluate([m for m in cfg.metrics if m != "warp_accuracy"], inputs, options)
+    if "warp_accuracy" in cfg.metrics:
+        if labels:
+            loader = torch.utils.data.DataLoader(pairs, batch_size=cfg.batch_size)
+            torch.manual_seed(cfg.seed)  # the noise that stands in for a hidden exemplar mask
+            results["warp_accuracy"] = warp_accuracy(
+                corr,
+                loader,
+                object_classes=object_classes,
+                hide_exemplar_label=hide_exemplar_label,
+                device=device,
+            )
+        else:
+            results["warp_accuracy"] = {"skipped": "needs label maps of inputs and exemplars"}
+    return results, folders, preview

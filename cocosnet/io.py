@@ -1,4 +1,4 @@
-"""File I/O with validation; every output is written to a temporary file and renamed.
+"""Reading and writing images with validation; every output is written atomically (.files).
 
 Images enter the pipeline only through :func:`read_image` / :func:`read_label`, which turn any
 unusable file into an :class:`ImageProblem` with a one-line ``"<path>: <reason>"`` message so a
@@ -23,21 +23,18 @@ Conversion policy of :func:`read_image` (result: RGB uint8, H x W x 3):
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import os
 import re
-import shutil
 import stat
 import struct
-import tempfile
 import warnings
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from .files import atomic_path, one_line
 
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's default MAX_IMAGE_PIXELS (~89.5 Mpx)
 
@@ -62,118 +59,13 @@ _DECODE_ERRORS = (
 )
 
 
-class OutputError(OSError):
-    """An output file could not be written (disk full, read-only, quota, size limit...);
-    ``str(err)`` is ``"<path>: cannot write (<cause>)"``, one line, naming the final path."""
-
-    def __init__(self, path: str | os.PathLike, cause: str, errno_: int | None = None) -> None:
-        super().__init__(errno_, cause)
-        self.path = Path(path)
-        self.cause = _one_line(cause)
-
-    def __str__(self) -> str:
-        return f"{_one_line(str(self.path))}: cannot write ({self.cause})"
-
-    def __reduce__(self):  # keep picklable across worker processes
-        return (type(self), (self.path, self.cause, self.errno))
-
-
-def os_error_message(err: OSError) -> str:
-    """One line for an OSError: ``"<file>: <reason>"`` (no errno number, no traceback)."""
-    if isinstance(err, OutputError):
-        return str(err)
-    reason = err.strerror or str(err) or type(err).__name__
-    where = err.filename if err.filename is not None else None
-    return _one_line(f"{where}: {reason}" if where is not None else reason)
-
-
-def _output_error(path: Path, tmp: Path | None, err: OSError) -> OSError:
-    """``err`` as an OutputError for ``path``, unless it is already one or, inside the block
-    (``tmp`` given), it names some other file (an input read while writing)."""
-    if isinstance(err, OutputError):
-        return err
-    named = {os.fsdecode(f) for f in (err.filename, err.filename2) if isinstance(f, str | bytes)}
-    if tmp is not None and named and not named & {str(path), str(tmp)}:
-        return err
-    # Arrow and some C writers put the reason only in the message (errno unset).
-    cause = err.strerror or str(err) or type(err).__name__
-    return OutputError(path, cause, err.errno)
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
-
-    Readers never see a half-written file, and a crash leaves the previous version in place.
-    An OSError while creating, writing or renaming the file (ENOSPC, EROFS, EFBIG...) is raised
-    as :class:`OutputError` naming ``path``, and the temporary file is removed.
-    """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-    except OSError as err:
-        raise _output_error(path, None, err) from err
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    except OSError as err:
-        translated = _output_error(path, tmp_path, err)
-        if translated is err:
-            raise
-        raise translated from err
-    finally:
-        with contextlib.suppress(OSError):  # never hide the real error behind a cleanup one
-            tmp_path.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield an empty temporary folder beside ``path``; it replaces ``path`` (and whatever was
-    there) only if the block succeeds, else it is removed and ``path`` is left as it was.
-
-    For stages that rebuild a whole output folder: a failure never leaves half of one behind.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    old = None
-    try:
-        yield tmp
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-            os.replace(path, old / path.name)
-        try:
-            os.replace(tmp, path)
-        except OSError:
-            if old is not None:  # put the previous version back
-                os.replace(old / path.name, path)
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-
-
-def _one_line(text: str) -> str:
-    """Escape newlines and other control characters so ``text`` stays on one line."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 class ImageProblem(ValueError):
     """An image or label file that cannot be used; ``str(err)`` is ``"<path>: <reason>"``."""
 
     def __init__(self, path: str | os.PathLike, reason: str) -> None:
         self.path = Path(path)
-        self.reason = _one_line(reason)
-        super().__init__(f"{_one_line(str(self.path))}: {self.reason}")
+        self.reason = one_line(reason)
+        super().__init__(f"{one_line(str(self.path))}: {self.reason}")
 
     def __reduce__(self):  # keep picklable across worker processes
         return (type(self), (self.path, self.reason))
@@ -374,9 +266,3 @@ def image_files(
         (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes),
         key=lambda p: p.name,
     )
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file's bytes, read in chunks."""
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .io import write_text_atomic
+from .files import write_text_atomic
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:

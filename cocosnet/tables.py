@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .io import atomic_path
+from .files import atomic_path
 
 MAX_SHOWN = 20
 

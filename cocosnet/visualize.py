@@ -22,7 +22,7 @@ def _palette(n: int) -> np.ndarray:
     return rgb
 
 
-def _to_rgb(batch: torch.Tensor) -> torch.Tensor:
+def to_rgb(batch: torch.Tensor) -> torch.Tensor:
     """B x C x H x W -> B x 3 x H x W float in [0, 1], by the column's channel convention."""
     x = batch.detach().float().cpu()
     channels = x.shape[1]
@@ -58,7 +58,7 @@ def image_grid(columns: Sequence[torch.Tensor], max_rows: int = 4) -> np.ndarray
     h, w = columns[0].shape[-2:]
     cells = []
     for col in columns:
-        x = _to_rgb(col[:rows])
+        x = to_rgb(col[:rows])
         if x.shape[-2:] != (h, w):
             x = F.interpolate(x, size=(h, w), mode="nearest")
         cells.append((x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from .io import atomic_path, write_text_atomic
+from .files import atomic_path, load_tensor_state, write_text_atomic
 
 LOCK_FILE = "lock.json"
 
@@ -249,11 +249,4 @@ def status(weights_dir: str | Path) -> list[dict]:
 
 def load_state_dict(name: str, weights_dir: str | Path) -> dict[str, torch.Tensor]:
     """Verify and load a PyTorch state dict without unpickling arbitrary objects."""
-    path = resolve(name, weights_dir)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - refused pickle or corrupt archive
-        raise WeightsError(f"{path}: not a loadable tensor state dict ({err})") from None
-    if not isinstance(state, dict):
-        raise WeightsError(f"{path}: expected a state dict, got {type(state).__name__}")
-    return state
+    return load_tensor_state(resolve(name, weights_dir), WeightsError, tensors_only=False)

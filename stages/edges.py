@@ -4,51 +4,36 @@ does not allow a stage to write inside ROOT/DS, which is prepare's output)."""
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 
-from cocosnet.data.prepare import MANIFEST
-from cocosnet.io import atomic_dir
 from cocosnet.preprocess.edges import edge_maps_for_dataset
-from stages._common import load_params
-
-# Datasets whose edge input is not plain Canny: CelebA-HQ edge uses the official 15 channels.
-ENCODINGS = {"celebahq": "celebahq15"}
-
+from stages._common import dataset_paths, load_params, run_dataset_stage
+from stages._datasets import adapter
 
 STAGE = "edges"
 
 
 def main(dataset: str, params_path: str = "params.yaml") -> None:
     params = load_params(STAGE, params_path)
-    root = Path(params.data.root)
-    dataset_dir = root / dataset
-    if not (dataset_dir / MANIFEST).is_file():
-        raise SystemExit(f"edges: {dataset_dir / MANIFEST} not found; run prepare@{dataset} first")
-    out_dir = root / f"{dataset}_edges"
-    cfg = params.preprocess.edges
-    try:  # built aside and swapped in: a bad image never leaves half a folder of edge maps
-        with atomic_dir(out_dir) as building:
-            count = edge_maps_for_dataset(
-                dataset_dir,
-                building,
-                cfg,
-                encoding=ENCODINGS.get(dataset, "canny"),
-                workers=params.parallel.workers,
-                dask_address=params.parallel.dask_address,
-                max_pixels=params.data.max_pixels,
-            )
-    except ValueError as err:  # ImageProblem, ManifestError: one line naming the file
-        raise SystemExit(f"edges: {err}") from None
-    print(
-        json.dumps(
-            {"dataset": dataset, "edge_maps": count, "backend": cfg.backend, "out": str(out_dir)}
+    paths, cfg = dataset_paths(params, dataset), params.preprocess.edges
+    encoding = adapter(STAGE, dataset).edge_encoding
+
+    def build(out):
+        count = edge_maps_for_dataset(
+            paths.dataset_dir,
+            out,
+            cfg,
+            encoding=encoding,
+            workers=params.parallel.workers,
+            dask_address=params.parallel.dask_address,
+            max_pixels=params.data.max_pixels,
         )
-    )
+        return {"edge_maps": count, "backend": cfg.backend}
+
+    run_dataset_stage(STAGE, dataset, params, paths.edges_dir, build)
 
 
 if __name__ == "__main__":
     from stages._common import run_stage
 
-    run_stage("edges", main, sys.argv[1:])
+    run_stage(STAGE, main, sys.argv[1:])

@@ -18,150 +18,71 @@ from pathlib import Path
 
 import torch
 
-from cocosnet.evaluation import translate_pairs
-from cocosnet.io import write_text_atomic
-from cocosnet.metrics.correspondence import warp_accuracy
-from cocosnet.metrics.registry import MetricOptions, evaluate, folder_inputs
+from cocosnet.data.examples import heldout_pairs
+from cocosnet.data.registry import adapter_for
+from cocosnet.evaluation import evaluate_model, exemplar_label_hidden
+from cocosnet.evaluation_report import eval_summary, headlines, log_evaluation, per_class_csv
+from cocosnet.files import write_text_atomic
 from cocosnet.models.export import load_generator
-from cocosnet.preprocess.demo import DEMO_CLASSES, DEMO_OBJECT_CLASSES
-from cocosnet.training.data import default_condition, heldout_pairs
-from stages._common import load_params
+from stages._common import dataset_paths, load_params
+from stages._datasets import sample_loader
 
 REPO = Path(__file__).resolve().parent.parent
-CLASS_NAMES = {"demo": DEMO_CLASSES}  # for the per-class table (others: class ids)
-OBJECT_CLASSES = {"demo": DEMO_OBJECT_CLASSES}  # what warp_accuracy_objects scores
 
 
 def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "weights") -> None:
     params = load_params("evaluate", params_path)
-    ecfg = params.eval
-    export = Path("models") / dataset / "export"
+    eval_cfg = params.eval
+    paths = dataset_paths(params, dataset)
+    export = paths.export_dir
     if not (export / "model.json").is_file():
         raise SystemExit(f"evaluate: {export} has no trained model; run train@{dataset}")
     model_cfg, corr, gen = load_generator(export)
-    device = ecfg.device
+    device = eval_cfg.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    condition = default_condition(dataset, params.train.condition)
+    loader = sample_loader(params, dataset, model_cfg.semantic_nc)
     pairs = heldout_pairs(
-        dataset,
-        params.data.root,
-        semantic_nc=model_cfg.semantic_nc,
+        loader,
+        paths.manifest,
+        paths.pairs,
         image_size=model_cfg.image_size,
-        split=ecfg.split,
-        condition=condition,
+        split=eval_cfg.split,
         preprocess=params.train.preprocess,
-        max_pixels=params.data.max_pixels,
     )
-    hidden = {"given": False, "hidden": True, "auto": params.train.mask_epoch is not None}
-    hide = hidden[ecfg.exemplar_mask]
-    out = Path("eval") / dataset
-    (out / "cache").mkdir(parents=True, exist_ok=True)
-    folders, preview = translate_pairs(
+    hidden = exemplar_label_hidden(eval_cfg.exemplar_mask, params.train.mask_epoch)
+    results, folders, preview = evaluate_model(
         corr,
         gen,
         pairs,
-        out / "images",
-        batch_size=ecfg.batch_size,
+        paths.eval_dir,
+        eval_cfg,
         device=device,
-        hide_exemplar_label=hide,
-        image_format=ecfg.image_format,
-        jpeg_quality=ecfg.jpeg_quality,
-        seed=ecfg.seed,
-    )
-    labels = folders.has_labels and condition == "label"
-    inputs = folder_inputs(
-        folders["real"],
-        folders["fake"],
-        folders["label"] if labels else None,
-        folders["exemplar"],
-        folders["exemplar_label"] if labels else None,
-        num_classes=model_cfg.semantic_nc if labels else None,
-    )
-    options = MetricOptions(
+        hide_exemplar_label=hidden,
+        label_input=loader.condition == "label",
+        num_classes=model_cfg.semantic_nc,
+        object_classes=adapter_for(dataset).object_classes,
         weights_dir=Path(weights_dir),
-        device=device,
-        batch_size=ecfg.batch_size,
-        seed=ecfg.seed,
-        cache_dir=out / "cache",
     )
-    image_metrics = [m for m in ecfg.metrics if m != "warp_accuracy"]
-    results = evaluate(image_metrics, inputs, options)
-    if "warp_accuracy" in ecfg.metrics:
-        if labels:
-            loader = torch.utils.data.DataLoader(pairs, batch_size=ecfg.batch_size)
-            torch.manual_seed(ecfg.seed)
-            results["warp_accuracy"] = warp_accuracy(
-                corr,
-                loader,
-                object_classes=OBJECT_CLASSES.get(dataset, ()),
-                hide_exemplar_label=hide,
-                device=device,
-            )
-        else:
-            results["warp_accuracy"] = {"skipped": "needs label maps of inputs and exemplars"}
-    protocol = {
-        "split": ecfg.split,
-        "images": folders.count,
-        "image_size": model_cfg.image_size,
-        "image_format": ecfg.image_format,
-        "jpeg_quality": ecfg.jpeg_quality if ecfg.image_format == "jpg" else None,
-        "exemplar": "top-1 retrieval (index@DS)",
-        "exemplar_mask": "hidden (noise)" if hide else "given",
-        "seed": ecfg.seed,
-    }
-    summary = {"dataset": dataset, "protocol": protocol, "metrics": results}
-    train_json = Path("metrics") / f"train_{dataset}.json"
-    if train_json.is_file():
-        summary["train_mlflow_run_id"] = json.loads(train_json.read_text()).get("mlflow_run_id")
-    summary["mlflow_run_id"] = _track(params, dataset, summary, preview)
+    train_json = paths.metrics("train")
+    summary = eval_summary(
+        dataset,
+        eval_cfg,
+        folders,
+        results,
+        image_size=model_cfg.image_size,
+        exemplar_label_hidden=hidden,
+        train_summary=json.loads(train_json.read_text()) if train_json.is_file() else None,
+    )
+    summary["mlflow_run_id"] = log_evaluation(
+        params.tracking, eval_cfg, dataset, summary, preview, repo=REPO
+    )
+    write_text_atomic(paths.metrics("eval"), json.dumps(summary, indent=2) + "\n")
     write_text_atomic(
-        Path("metrics") / f"eval_{dataset}.json", json.dumps(summary, indent=2) + "\n"
+        paths.metrics("eval_per_class", "csv"),
+        per_class_csv(results, adapter_for(dataset).class_names),
     )
-    per_class = results.get("warp_accuracy", {}).get("per_class", {})
-    names = CLASS_NAMES.get(dataset, ())
-    rows = ["class,pixels,accuracy"] + [
-        f"{names[k] if k < len(names) else k},{v['pixels']},{v['accuracy']:.6f}"
-        for k, v in per_class.items()
-    ]
-    write_text_atomic(Path("metrics") / f"eval_per_class_{dataset}.csv", "\n".join(rows) + "\n")
-    print(json.dumps({k: _headline(v) for k, v in results.items()}))
-
-
-def _headline(result: dict):
-    if "skipped" in result:
-        return "skipped"
-    return {k: round(v, 4) for k, v in result.items() if isinstance(v, float)}
-
-
-def _track(params, dataset: str, summary: dict, preview) -> str:
-    from cocosnet import tracking
-
-    numbers = {
-        f"{metric}/{key}": float(value)
-        for metric, result in summary["metrics"].items()
-        for key, value in result.items()
-        if isinstance(value, int | float) and not isinstance(value, bool) and value == value
-    }
-    with tracking.Tracker(
-        tracking.resolve_tracking_uri(params.tracking.uri, REPO),
-        params.tracking.experiment,
-        run_name=f"evaluate@{dataset}",
-        tags={
-            tracking.TAG_GIT_COMMIT: tracking.git_commit(REPO) or "unknown",
-            tracking.TAG_DVC_STAGE: f"evaluate@{dataset}",
-            "dataset": dataset,
-            "train_run_id": summary.get("train_mlflow_run_id") or "",
-            "skipped": ", ".join(m for m, r in summary["metrics"].items() if "skipped" in r)
-            or "none",
-        },
-        params=tracking.flatten_params({"eval": params.eval.model_dump(mode="json")}),
-    ) as tracker:
-        tracker.log_metrics(numbers, 0)
-        if preview is not None:
-            tracker.log_image(preview, "eval", 0)
-        tracker.log_dict(summary, "eval.json")
-        return tracker.run_id
+    print(json.dumps(headlines(results)))
 
 
 if __name__ == "__main__":

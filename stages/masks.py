@@ -13,22 +13,19 @@ Usage: ``python -m stages.masks DS [--params params.yaml] [--model-dir DIR] [--s
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import torch
 
 from cocosnet import weights
-from cocosnet.data.prepare import MANIFEST
-from cocosnet.io import atomic_dir
 from cocosnet.preprocess.segmentation import (
     BACKENDS,
     SegmentationError,
     SegmenterSpec,
     masks_for_dataset,
 )
-from stages._common import load_params
+from stages._common import load_params, require_prepared, run_dataset_stage
 
 DEFAULT_MODEL_DIR = "weights/upernet_ade20k"
 
@@ -53,10 +50,7 @@ def main(
     def pick(value, key, default):
         return value if value is not None else getattr(cfg, key) or default
 
-    root = Path(params.data.root)
-    dataset_dir = root / dataset
-    if not (dataset_dir / MANIFEST).is_file():
-        raise SystemExit(f"masks: {dataset_dir / MANIFEST} not found; run prepare@{dataset} first")
+    paths = require_prepared(STAGE, params, dataset)
     if device is None:
         device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     spec = SegmenterSpec(
@@ -72,31 +66,25 @@ def main(
             weights.resolve("upernet_ade20k", weights_dir)
         except weights.WeightsError as err:
             raise SystemExit(f"masks: {err}") from None
-    out_dir = root / f"{dataset}_masks"
-    try:  # built aside and swapped in: a bad image never leaves half a folder of masks
-        with atomic_dir(out_dir) as building:
-            count, digest = masks_for_dataset(
-                dataset_dir,
-                building,
-                spec,
-                workers=params.parallel.workers,
-                dask_address=params.parallel.dask_address,
-                max_pixels=params.data.max_pixels,
-            )
-    except (SegmentationError, ValueError) as err:  # ImageProblem names the file
-        raise SystemExit(f"masks: {err}") from None
-    print(
-        json.dumps(
-            {
-                "dataset": dataset,
-                "masks": count,
-                "backend": spec.backend,
-                "model_dir": spec.model_dir,
-                "weights_sha256": digest,
-                "out": str(out_dir),
-            }
+
+    def build(out):
+        count, digest = masks_for_dataset(
+            paths.dataset_dir,
+            out,
+            spec,
+            workers=params.parallel.workers,
+            dask_address=params.parallel.dask_address,
+            max_pixels=params.data.max_pixels,
         )
-    )
+        return {
+            "masks": count,
+            "backend": spec.backend,
+            "model_dir": spec.model_dir,
+            "weights_sha256": digest,
+        }
+
+    errors = (SegmentationError, ValueError)  # ImageProblem names the file
+    run_dataset_stage(STAGE, dataset, params, paths.masks_dir, build, errors)
 
 
 def cli(argv: list[str] | None = None) -> None:

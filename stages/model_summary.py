@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from cocosnet.io import write_text_atomic
+from cocosnet.files import write_text_atomic
 from cocosnet.models.factory import (
     build_correspondence,
     build_discriminator,

@@ -9,54 +9,41 @@ and ``openpose_body_caffemodel``); without them it stops with the message naming
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 
-from cocosnet.data.prepare import MANIFEST
-from cocosnet.io import atomic_dir
 from cocosnet.preprocess.pose import pose_for_dataset
 from cocosnet.weights import WeightsError, resolve
-from stages._common import load_params
+from stages._common import load_params, require_prepared, run_dataset_stage
 
 STAGE = "pose"
 
 
 def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "weights") -> None:
     params = load_params(STAGE, params_path)
-    scales = params.preprocess.pose.scales
-    root = Path(params.data.root)
-    dataset_dir = root / dataset
-    if not (dataset_dir / MANIFEST).is_file():
-        raise SystemExit(f"pose: {dataset_dir / MANIFEST} not found; run prepare@{dataset} first")
+    paths, scales = require_prepared(STAGE, params, dataset), params.preprocess.pose.scales
     try:
         prototxt = resolve("openpose_body_prototxt", weights_dir)
         caffemodel = resolve("openpose_body_caffemodel", weights_dir)
     except WeightsError as err:
-        raise SystemExit(f"pose: {err}") from None
-    out_dir = root / f"{dataset}_pose"
-    try:  # built aside and swapped in: a bad image never leaves half a folder of pose files
-        with atomic_dir(out_dir) as building:
-            count = pose_for_dataset(
-                dataset_dir,
-                building,
-                prototxt,
-                caffemodel,
-                scales=scales,
-                workers=params.parallel.workers,
-                dask_address=params.parallel.dask_address,
-                max_pixels=params.data.max_pixels,
-            )
-    except ValueError as err:  # ImageProblem, ManifestError: one line naming the file
-        raise SystemExit(f"pose: {err}") from None
-    print(
-        json.dumps(
-            {"dataset": dataset, "images": count, "scales": list(scales), "out": str(out_dir)}
+        raise SystemExit(f"{STAGE}: {err}") from None
+
+    def build(out):
+        count = pose_for_dataset(
+            paths.dataset_dir,
+            out,
+            prototxt,
+            caffemodel,
+            scales=scales,
+            workers=params.parallel.workers,
+            dask_address=params.parallel.dask_address,
+            max_pixels=params.data.max_pixels,
         )
-    )
+        return {"images": count, "scales": list(scales)}
+
+    run_dataset_stage(STAGE, dataset, params, paths.pose_dir, build)
 
 
 if __name__ == "__main__":
     from stages._common import run_stage
 
-    run_stage("pose", main, sys.argv[1:])
+    run_stage(STAGE, main, sys.argv[1:])

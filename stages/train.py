@@ -11,34 +11,36 @@ re-launches itself under torchrun, so `dvc repro` is the same command on a lapto
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
 from cocosnet.config import Params
-from cocosnet.io import write_text_atomic
-from cocosnet.metrics.correspondence import warp_accuracy
+from cocosnet.data.examples import heldout_pairs
+from cocosnet.data.registry import adapter_for
+from cocosnet.files import write_text_atomic
 from cocosnet.models.vgg import load_vgg19
-from cocosnet.preprocess.demo import DEMO_OBJECT_CLASSES
 from cocosnet.sourcecode import import_closure
 from cocosnet.training import distributed
-from cocosnet.training.checkpoint import resumable, source_digest, training_fingerprint
-from cocosnet.training.data import default_condition, heldout_pairs, training_examples
-from cocosnet.training.loop import TrainResult, total_steps, train
+from cocosnet.training.checkpoint import previous_run, source_digest, training_fingerprint
+from cocosnet.training.data import training_examples
+from cocosnet.training.loop import total_steps, train
+from cocosnet.training.report import (
+    curve_csv,
+    finish_tracking,
+    held_out_accuracy,
+    start_tracking,
+    train_summary,
+)
 from cocosnet.weights import WeightsError
-from stages._common import load_params
+from stages._common import dataset_paths, load_params
+from stages._datasets import sample_loader
 
 REPO = Path(__file__).resolve().parent.parent
-CHECKPOINTS, EXPORT = "checkpoints", "export"
-# Classes whose pixels `warp_accuracy_objects` scores.
-OBJECT_CLASSES = {"demo": DEMO_OBJECT_CLASSES}
 
 
 def _vgg(params: Params, weights_dir: str):
@@ -53,38 +55,34 @@ def _vgg(params: Params, weights_dir: str):
         return None, str(err).splitlines()[0]
 
 
-def _curve_csv(history: list[dict[str, float]]) -> str:
-    keys = sorted({k for row in history for k in row} - {"step"})
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["step", *keys])
-    for row in history:
-        writer.writerow([int(row["step"]), *(row.get(k, "") for k in keys)])
-    return out.getvalue()
-
-
 def _held_out_accuracy(params: Params, dataset: str, export_dir: Path) -> dict:
-    from cocosnet.models.export import load_generator
-
-    _, corr, _ = load_generator(export_dir)
+    """Warp accuracy of the exported model on DS's held-out pairs (train@DS's quick check)."""
+    paths = dataset_paths(params, dataset)
     pairs = heldout_pairs(
-        dataset,
-        params.data.root,
-        semantic_nc=params.model.semantic_nc,
+        sample_loader(params, dataset, params.model.semantic_nc),
+        paths.manifest,
+        paths.pairs,
         image_size=params.model.image_size,
         preprocess=params.train.preprocess,
-        max_pixels=params.data.max_pixels,
     )
-    loader = torch.utils.data.DataLoader(pairs, batch_size=16)
-    torch.manual_seed(params.train.seed)  # the noise that stands in for the hidden mask
-    return warp_accuracy(corr, loader, object_classes=OBJECT_CLASSES.get(dataset, ()))
+    return held_out_accuracy(
+        export_dir,
+        pairs,
+        object_classes=adapter_for(dataset).object_classes,
+        seed=params.train.seed,
+    )
 
 
-def _mlflow_params(resolved: dict) -> dict[str, str]:
-    """What a training run logs as MLflow params: the sections its result depends on."""
-    from cocosnet import tracking
+def _stop_on_sigterm() -> Callable[[], bool]:
+    """Installs a SIGTERM handler; the returned callable says whether SIGTERM came (the loop
+    then finishes its step, writes a checkpoint and stops)."""
+    stop = {"requested": False}
 
-    return tracking.flatten_params({k: resolved[k] for k in ("model", "loss", "train")})
+    def request_stop(signum, frame):
+        stop["requested"] = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    return lambda: stop["requested"]
 
 
 def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "weights") -> None:
@@ -96,80 +94,48 @@ def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "wei
         )
         raise SystemExit(subprocess.call(cmd))
     info = distributed.dist_info_from(os.environ)
-    root = Path(params.data.root)
-    out_dir = Path("models") / dataset
-    condition = default_condition(dataset, cfg.condition)
+    paths = dataset_paths(params, dataset)
+    loader = sample_loader(params, dataset, params.model.semantic_nc)
     vgg, no_vgg_reason = _vgg(params, weights_dir)
     examples = training_examples(
-        dataset,
-        root,
-        semantic_nc=params.model.semantic_nc,
-        image_size=params.model.image_size,
-        cfg=cfg,
-        condition=condition,
-        max_pixels=params.data.max_pixels,
+        loader, paths.manifest, paths.pairs, image_size=params.model.image_size, cfg=cfg
     )
     resolved = params.model_dump(mode="json")
     code = source_digest(import_closure(Path(__file__), REPO), REPO)
-    key = training_fingerprint(params.model, params.loss, cfg, code=code)
-    checkpoint_dir = out_dir / CHECKPOINTS / key
+    fingerprint = training_fingerprint(params.model, params.loss, cfg, code=code)
+    checkpoint_dir = paths.checkpoints_dir / fingerprint
     total = total_steps(len(examples), cfg, info.world_size)
-    previous = resumable(checkpoint_dir, total) if runtime.resume == "auto" else None
-    # The MLflow run continues only where its params stay the same (a longer max_steps, say,
-    # continues the checkpoint in a new run, since MLflow params cannot change).
-    run_id = None
-    if previous is not None and previous[1].get("run_id"):
-        before = json.loads(previous[1]["config"])
-        if _mlflow_params(before) == _mlflow_params(resolved):
-            run_id = previous[1]["run_id"]
-
-    stop = {"requested": False}
-
-    def request_stop(signum, frame):  # finish the step, write a checkpoint, exit
-        stop["requested"] = True
-
-    signal.signal(signal.SIGTERM, request_stop)
+    previous = previous_run(checkpoint_dir, total) if runtime.resume == "auto" else None
+    stop_requested = _stop_on_sigterm()
     tracker = None
     if info.is_main:
-        from cocosnet import tracking
-
-        tags = {
-            tracking.TAG_GIT_COMMIT: tracking.git_commit(REPO) or "unknown",
-            tracking.TAG_DVC_STAGE: f"train@{dataset}",
-            "dataset": dataset,
-            "condition": condition,
-            "code_digest": code,
-            "vgg_losses": "off: " + no_vgg_reason if no_vgg_reason else "on",
-        }
-        tags |= {f"runtime.{k}": str(v) for k, v in runtime.model_dump().items()}
-        if previous is not None and run_id is None:
-            tags["resumed_from_checkpoint"] = f"{previous[0]} (run {previous[1].get('run_id')})"
-        tracker = tracking.Tracker(
-            tracking.resolve_tracking_uri(params.tracking.uri, REPO),
-            params.tracking.experiment,
-            run_name=f"train@{dataset}",
-            run_id=run_id,
-            tags=tags,
-            params=_mlflow_params(resolved),
-            flush_every=max(1, 50 // runtime.log_every),
+        tracker = start_tracking(
+            params.tracking,
+            runtime,
+            resolved,
+            dataset=dataset,
+            condition=loader.condition,
+            code_digest=code,
+            no_vgg_reason=no_vgg_reason,
+            previous=previous,
+            repo=REPO,
         )
-        tracker.log_dict(resolved, "config.json")
     try:
-        result: TrainResult = train(
+        result = train(
             examples,
             model_cfg=params.model,
             loss_cfg=params.loss,
             cfg=cfg,
             runtime=runtime,
             checkpoint_dir=checkpoint_dir,
-            export_dir=out_dir / EXPORT,
-            fingerprint=key,
+            export_dir=paths.export_dir,
+            fingerprint=fingerprint,
             previous=previous,
             vgg=vgg,
             info=info,
             tracker=tracker,
             resolved_config=resolved,
-            stop_requested=lambda: stop["requested"],
+            stop_requested=stop_requested,
             run_id=tracker.run_id if tracker else None,
         )
     except BaseException:
@@ -181,32 +147,15 @@ def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "wei
     if result.stopped != "finished":
         tracker.close("KILLED")
         raise SystemExit(f"train: interrupted at step {result.steps}; rerun to resume")
-    summary = {
-        "dataset": dataset,
-        "mlflow_run_id": tracker.run_id,
-        "steps": result.steps,
-        "epochs": result.epochs_started,
-        "resumed_from_step": result.resumed_from,
-        "seconds": round(result.seconds, 1),
-        "losses": result.loss_set,
-        "vgg_losses_off_reason": no_vgg_reason,
-        "final": {
-            k: round(v, 5) for k, v in (result.history[-1] if result.history else {}).items()
-        },
-    }
-    if condition == "label":
-        acc = _held_out_accuracy(params, dataset, result.export_dir)
-        summary["held_out"] = acc
-        numbers = {f"eval/{k}": float(v) for k, v in acc.items() if isinstance(v, int | float)}
-        tracker.log_metrics({k: v for k, v in numbers.items() if v == v}, result.steps)
-    tracker.log_artifact(result.export_dir, "model")
-    if result.checkpoint is not None:
-        tracker.log_artifact(result.checkpoint, "checkpoints")
-    tracker.close("FINISHED")
-    write_text_atomic(Path("metrics") / f"train_curve_{dataset}.csv", _curve_csv(result.history))
-    write_text_atomic(
-        Path("metrics") / f"train_{dataset}.json", json.dumps(summary, indent=2, default=str) + "\n"
+    held_out = None
+    if loader.condition == "label":
+        held_out = _held_out_accuracy(params, dataset, result.export_dir)
+    summary = train_summary(
+        dataset, result, run_id=tracker.run_id, no_vgg_reason=no_vgg_reason, held_out=held_out
     )
+    finish_tracking(tracker, result, held_out)
+    write_text_atomic(paths.metrics("train_curve", "csv"), curve_csv(result.history))
+    write_text_atomic(paths.metrics("train"), json.dumps(summary, indent=2, default=str) + "\n")
     print(json.dumps({k: summary[k] for k in ("dataset", "steps", "mlflow_run_id", "losses")}))
 
 

@@ -79,3 +79,17 @@ def prepared_demo(tmp: Path, n_train: int, n_val: int) -> Path:
     prepare_stage("demo", str(params))
     index_stage("demo", str(params))
     return tmp / "data"
+
+
+def demo_data(data_root, semantic_nc: int = 8, condition: str = "label"):
+    """(sample loader, manifest, pair list) of the prepared demo under ``data_root``, at the
+    paths dvc.yaml gives them."""
+    from cocosnet.data.demo import ADAPTER
+    from cocosnet.data.sample import SampleLoader
+    from cocosnet.layout import DatasetPaths
+
+    paths = DatasetPaths.of(data_root, "demo")
+    loader = SampleLoader(
+        ADAPTER, paths.dataset_dir, condition, semantic_nc, edges_dir=paths.edges_dir
+    )
+    return loader, paths.manifest, paths.pairs

@@ -10,7 +10,8 @@ import torch
 from cocosnet.data import ade20k, celebahq, folder, store
 from cocosnet.data.manifest import read_manifest
 from cocosnet.data.prepare import write_prepared
-from cocosnet.data.sample import Sample, image_to_tensor, load_sample, one_hot
+from cocosnet.data.sample import Sample, SampleLoader, View
+from cocosnet.formats.tensors import image_to_tensor, one_hot
 from cocosnet.io import read_image, read_label, write_image
 
 RNG = np.random.default_rng(0)
@@ -109,7 +110,7 @@ def test_ade20k_outdoor_filter(ade_root, tmp_path):
 
 def test_ade20k_prepare_resizes_and_keeps_label_values(ade_root, tmp_path):
     out = tmp_path / "out"
-    rows = prepared_rows(out, ade20k.prepare_ade20k(ade_root, out, size=15, max_pixels=10_000))
+    rows = prepared_rows(out, ade20k.ADAPTER.prepare(ade_root, out, size=15, max_pixels=10_000))
     assert [r["id"] for r in rows][:1] == ["ADE_train_00000001"] and len(rows) == 5
     row = rows[0]
     assert (row["width"], row["height"], row["split"]) == (20, 15, "train")
@@ -127,7 +128,7 @@ def test_ade20k_bad_files_are_quarantined(ade_root, tmp_path):
     write_image(base / "ADE_train_00000002.png", np.full((30, 40), 151, np.uint8))
     (base / "ADE_train_00000003.png").unlink()
     out = tmp_path / "out"
-    rows = prepared_rows(out, ade20k.prepare_ade20k(ade_root, out, size=15))
+    rows = prepared_rows(out, ade20k.ADAPTER.prepare(ade_root, out, size=15))
     assert [r["id"] for r in rows] == ["ADE_val_00000001", "ADE_val_00000002"]
     reasons = quarantine(out)
     img = "ADEChallengeData2016/images/training/ADE_train_0000000{}.jpg"
@@ -139,7 +140,7 @@ def test_ade20k_bad_files_are_quarantined(ade_root, tmp_path):
 
 def test_out_root_inside_raw_root_is_refused(ade_root):
     with pytest.raises(ValueError, match="must not be the raw dataset folder"):
-        ade20k.prepare_ade20k(ade_root, ade_root / "prepared")
+        ade20k.ADAPTER.prepare(ade_root, ade_root / "prepared")
 
 
 # ------------------------------------------------------------------ CelebA-HQ
@@ -234,7 +235,7 @@ def test_celebahq_input_channels_put_glasses_on_channel_16():
 
 def test_celebahq_prepare(celeba_root, tmp_path):
     out = tmp_path / "out"
-    rows = prepared_rows(out, celebahq.prepare_celebahq(celeba_root, out, size=16))
+    rows = prepared_rows(out, celebahq.ADAPTER.prepare(celeba_root, out, size=16))
     assert [r["id"] for r in rows] == ["0", "1", "2001", "2"]
     assert all((r["width"], r["height"]) == (16, 16) for r in rows)
     assert "no part masks" in quarantine(out)["CelebAMask-HQ/CelebA-HQ-img/7.jpg"]
@@ -245,10 +246,11 @@ def test_celebahq_prepare(celeba_root, tmp_path):
     assert celebahq.PART_IDS["hair"] not in no_hair and celebahq.GLASSES not in no_hair
     glasses = read_label(out / "glasses/0.png")
     np.testing.assert_array_equal(glasses, MASKS["eye_g"][::2, ::2])
-    sample = celebahq.load_celebahq_sample(out, by_id["2"])
-    assert sample.input.shape == (19, 16, 16)
-    assert torch.equal(sample.input[16].bool(), torch.from_numpy(glasses > 0))
-    assert sample.input.sum(0).max() == 2  # glasses over skin
+    loader = SampleLoader(celebahq.ADAPTER, out, "label", celebahq.SEMANTIC_NC)
+    inp, _, _ = loader.view(loader(by_id["2"]), View((16, 16), 0, 0, 16, False))
+    assert inp.shape == (19, 16, 16)
+    assert torch.equal(inp[16].bool(), torch.from_numpy(glasses > 0))
+    assert inp.sum(0).max() == 2  # glasses over skin
 
 
 # ------------------------------------------------------------------ photo folder
@@ -301,13 +303,13 @@ def test_folder_split_is_stable_when_files_are_added(tmp_path):
 
 def test_folder_prepare(photos, tmp_path):
     out = tmp_path / "out"
-    rows = prepared_rows(out, folder.prepare_folder(photos, out, size=10, val_fraction=0.5))
+    rows = prepared_rows(out, folder.ADAPTER.prepare(photos, out, size=10, val_fraction=0.5))
     sizes = {r["id"]: (r["width"], r["height"]) for r in rows}
     assert sizes == {"a": (13, 10), "sub__b": (10, 13), "sub__deeper__c": (10, 10)}
     assert all(r["label"] is None for r in rows)
     assert read_image(out / "images/sub__b.png").shape == (13, 10, 3)
     with pytest.raises(ValueError, match="must not be the raw dataset folder"):
-        folder.prepare_folder(photos, photos / "out")
+        folder.ADAPTER.prepare(photos, photos / "out")
 
 
 def test_scaled_size_keeps_aspect():
@@ -335,17 +337,21 @@ def test_one_hot_and_image_tensor():
 
 def test_load_sample_from_prepared_ade20k(ade_root, tmp_path):
     out = tmp_path / "out"
-    rows = prepared_rows(out, ade20k.prepare_ade20k(ade_root, out, size=15))
-    sample = load_sample(out, rows[0], ade20k.SEMANTIC_NC)
+    rows = prepared_rows(out, ade20k.ADAPTER.prepare(ade_root, out, size=15))
+    loader = SampleLoader(ade20k.ADAPTER, out, "label", ade20k.SEMANTIC_NC)
+    sample = loader(rows[0])
     assert isinstance(sample, Sample) and sample.id == "ADE_train_00000001"
-    assert sample.input.shape == (151, 15, 20) and sample.input.dtype == torch.float32
-    assert torch.all(sample.input.sum(0) == 1)
-    assert sample.image.shape == (3, 15, 20) and sample.image.dtype == torch.float32
-    assert sample.image.min() >= -1 and sample.image.max() <= 1
-    assert sample.label.dtype == torch.int64
-    assert torch.equal(sample.input.argmax(0), sample.label)
+    assert sample.rgb.shape == (15, 20, 3) and sample.label.shape == (15, 20)
+    inp, image, label = loader.view(sample, View((15, 20), 0, 0, 15, False))
+    assert inp.shape == (151, 15, 15) and inp.dtype == torch.float32
+    assert torch.all(inp.sum(0) == 1)
+    assert image.shape == (3, 15, 15) and image.dtype == torch.float32
+    assert image.min() >= -1 and image.max() <= 1
+    assert label.dtype == torch.int64
+    assert torch.equal(inp.argmax(0), label)
+    assert torch.equal(label, torch.from_numpy(sample.label[:, :15].astype(np.int64)))
     with pytest.raises(ValueError, match="no label map"):
-        load_sample(out, {**rows[0], "label": None}, 151)
+        loader({**rows[0], "label": None})
 
 
 def test_prepare_stage_runs_a_real_dataset_layout(ade_root, tmp_path):
@@ -388,7 +394,7 @@ def test_celebahq_edges_stage_writes_the_15_channel_encoding(celeba_root, tmp_pa
     )
 
     out = tmp_path / "celebahq"
-    prepared_rows(out, celebahq.prepare_celebahq(celeba_root, out, size=32))
+    prepared_rows(out, celebahq.ADAPTER.prepare(celeba_root, out, size=32))
     count = edge_maps_for_dataset(
         out, tmp_path / "celebahq_edges", EdgesConfig(), encoding="celebahq15"
     )
@@ -410,7 +416,7 @@ def test_celebahq_edges_stage_writes_the_15_channel_encoding(celeba_root, tmp_pa
     assert encoding[..., glasses_channel].min() == 0
     with pytest.raises(ValueError, match="need parsing maps"):
         folder_out = tmp_path / "folder_prepared"
-        prepared_rows(folder_out, folder.prepare_folder(celeba_root, folder_out, size=16))
+        prepared_rows(folder_out, folder.ADAPTER.prepare(celeba_root, folder_out, size=16))
         edge_maps_for_dataset(
             folder_out, tmp_path / "f_edges", EdgesConfig(), encoding="celebahq15"
         )
@@ -423,7 +429,7 @@ def test_ade20k_prepare_is_the_same_with_worker_processes(ade_root, tmp_path):
     results = {}
     for workers in (1, 2):
         out = tmp_path / f"out{workers}"
-        report = ade20k.prepare_ade20k(ade_root, out, size=15, workers=workers)
+        report = ade20k.ADAPTER.prepare(ade_root, out, size=15, workers=workers)
         rows = prepared_rows(out, report)
         files = {
             p.relative_to(out).as_posix(): p.read_bytes()

@@ -13,7 +13,14 @@ import torch
 import torch.nn.functional as F
 
 from cocosnet.cli import main
-from cocosnet.inference import Translator, prepare_exemplar, prepare_input, translate_files
+from cocosnet.inference import (
+    Translator,
+    makeup,
+    matches,
+    prepare_exemplar,
+    prepare_input,
+    translate_files,
+)
 from cocosnet.inference import applications as apps
 from cocosnet.io import read_image, write_image
 
@@ -105,12 +112,12 @@ def test_stroke_layer():
     stroked = clean.copy()
     stroked[2:4, 3:6] = (255, 0, 100)
     stroked[8, 8] = (110, 100, 100)  # below the threshold: noise, no stroke
-    layer = apps.stroke_layer(clean, stroked, threshold=24)
+    layer = makeup.stroke_layer(clean, stroked, threshold=24)
     assert layer.shape == (4, 10, 12) and int(layer[3].sum()) == 6
     torch.testing.assert_close(layer[:3, 2, 3], torch.tensor([1.0, 0.0, 100 / 255]))
     assert torch.all(layer[:3, 8, 8] == 0)
     with pytest.raises(ValueError, match="stroked portrait is 12x9"):
-        apps.stroke_layer(clean, stroked[:9])
+        makeup.stroke_layer(clean, stroked[:9])
 
 
 def _portraits(tmp_path: Path) -> dict[str, Path]:
@@ -137,10 +144,10 @@ def test_makeup_identity_correspondence(tmp_path, translator, monkeypatch):
     drawn (blurred by at most two cells), and the target is untouched where alpha is 0."""
     files = _portraits(tmp_path)
     real = apps.correspondence_weights
-    monkeypatch.setattr(apps, "correspondence_weights", lambda *a: _identity(real(*a)))
-    jobs = apps.makeup_targets([tmp_path / "targets"], tmp_path / "masks", tmp_path / "out")
+    monkeypatch.setattr(makeup, "correspondence_weights", lambda *a: _identity(real(*a)))
+    jobs = makeup.makeup_targets([tmp_path / "targets"], tmp_path / "masks", tmp_path / "out")
     assert [j[2].name for j in jobs] == ["t1.png", "t2.png"]
-    written = apps.makeup_files(translator, **files, targets=jobs)
+    written = makeup.makeup_files(translator, **files, targets=jobs)
     assert written == [j[2] for j in jobs]
     rows, cols = np.mgrid[:48, :64]
     near = (abs(rows - 27.5) <= 12 + 8) & (abs(cols - 27.5) <= 12 + 8)  # stroke + two cells
@@ -217,14 +224,14 @@ def test_match_points(tmp_path, translator):
     corr = apps.correspondence_weights(translator, inp.tensor, ex.tensor, ex_in.tensor)
     points = [(x, y) for x in (0, 13.5, 69) for y in (0, 20, 39)]
     for soft in (False, True):
-        for m in apps.match_points(corr, points, inp.box, ex.box, soft=soft):
+        for m in matches.match_points(corr, points, inp.box, ex.box, soft=soft):
             assert 0 <= m.exemplar[0] <= 29 and 0 <= m.exemplar[1] <= 99 and 0 < m.weight <= 1
     with pytest.raises(ValueError, match=r"point \(70, 3\) is outside the 70x40 input"):
-        apps.match_points(corr, [(70, 3)], inp.box, ex.box)
+        matches.match_points(corr, [(70, 3)], inp.box, ex.box)
     # The identity between same-size images maps each point to within half a cell of itself.
     same = prepare_input(_label(tmp_path / "same.png", 50, 80), 8, 64).box
     half_cell = 2 * 80 / 64
-    for m in apps.match_points(_identity(corr), points, same, same):
+    for m in matches.match_points(_identity(corr), points, same, same):
         assert abs(m.exemplar[0] - m.input[0]) <= half_cell + 1e-9
         assert abs(m.exemplar[1] - m.input[1]) <= half_cell + 1e-9
 

@@ -49,7 +49,6 @@ def _trainer(cfg, loss_overrides: dict) -> Trainer:
     objective = Objective(loss, None, warp_stride=cfg.warp_stride, warp_patch=cfg.warp_patch)
     generator = Generator(build_correspondence(cfg), build_translation(cfg))
     return Trainer(
-        cfg,
         TrainConfig(),
         objective,
         generator,

@@ -6,8 +6,8 @@ import pytest
 from cocosnet.data import deepfashion
 from cocosnet.data.manifest import read_manifest
 from cocosnet.data.prepare import write_prepared
+from cocosnet.formats.pose_render import write_openpose_txt
 from cocosnet.io import write_image
-from cocosnet.preprocess.pose_render import write_openpose_txt
 
 # One person: (x, y) per COCO part in a 40 x 60 (w x h) photo; parts 14..17 missing.
 JOINTS = [
@@ -73,7 +73,7 @@ def test_candidates_follow_the_official_lists(raw):
 
 def test_prepare_renders_the_20_channel_pose_input(raw, tmp_path):
     out = tmp_path / "prepared"
-    report = deepfashion.prepare_deepfashion(raw, out, size=20)
+    report = deepfashion.ADAPTER.prepare(raw, out, size=20)
     write_prepared(out, report)
     rows = read_manifest(out / "manifest.parquet", out)
     assert [r["id"] for r in rows] == [

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cocosnet.preprocess.demo import DEMO_CLASSES, DemoRecord, generate_demo, render_scene
+from cocosnet.formats.demo_scenes import DEMO_CLASSES, DemoRecord, generate_demo, render_scene
 
 N_TRAIN, N_VAL, SIZE = 12, 4, 64
 

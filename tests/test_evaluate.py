@@ -110,7 +110,7 @@ def test_registry_refuses_unmatched_folders_and_unknown_metrics(tmp_path):
 
 
 def test_metrics_of_one_evaluation_share_one_vgg(monkeypatch):
-    from cocosnet.metrics.registry import Loaded
+    from cocosnet.metrics.registry import PretrainedCache
     from cocosnet.models import vgg as vgg_module
 
     calls = []
@@ -119,5 +119,5 @@ def test_metrics_of_one_evaluation_share_one_vgg(monkeypatch):
         "load_vgg19",
         lambda layout, weights_dir: calls.append(layout) or vgg_module.VGG19(),
     )
-    loaded = Loaded(MetricOptions())
+    loaded = PretrainedCache(MetricOptions())
     assert loaded.vgg() is loaded.vgg() and calls == ["caffe"]

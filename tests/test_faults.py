@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cocosnet.io import OutputError, atomic_path, write_text_atomic
-from cocosnet.retrieval.pairs import write_pairs
+from cocosnet.data.pairs import write_pairs
+from cocosnet.files import OutputError, atomic_path, write_text_atomic
 from stages._common import run_stage
 
 from .helpers import dvc_project_copy
@@ -41,8 +41,8 @@ import contextlib, os, runpy, sys, time
 from pathlib import Path
 assert sys.argv[1] == "-m", sys.argv
 sys.path[0] = os.getcwd()
-import cocosnet.io as io
-original, count = io.atomic_path, 0
+import cocosnet.files as files
+original, count = files.atomic_path, 0
 
 @contextlib.contextmanager
 def blocking(path):
@@ -54,7 +54,7 @@ def blocking(path):
             Path(os.environ["FAULT_MARKER"]).write_text(str(tmp))
             time.sleep(600)
 
-io.atomic_path = blocking
+files.atomic_path = blocking
 sys.argv = sys.argv[2:]
 runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
 """

@@ -33,15 +33,8 @@ from cocosnet.config import (
 )
 from cocosnet.data.manifest import SCHEMA as MANIFEST_SCHEMA
 from cocosnet.data.manifest import ManifestError, read_manifest
-from cocosnet.preprocess.pose_decode import NUM_PARTS, SUBSET_COLUMNS
-from cocosnet.preprocess.pose_render import (
-    POSE_CHANNELS,
-    read_openpose_txt,
-    render_pose_input,
-    write_openpose_txt,
-)
-from cocosnet.retrieval.pairs import SCHEMA as PAIRS_SCHEMA
-from cocosnet.retrieval.pairs import (
+from cocosnet.data.pairs import SCHEMA as PAIRS_SCHEMA
+from cocosnet.data.pairs import (
     PairsError,
     check_pairs,
     export_official,
@@ -49,6 +42,13 @@ from cocosnet.retrieval.pairs import (
     pairs_from_topk,
     read_pairs,
     write_pairs,
+)
+from cocosnet.formats.pose_decode import NUM_PARTS, SUBSET_COLUMNS
+from cocosnet.formats.pose_render import (
+    POSE_CHANNELS,
+    read_openpose_txt,
+    render_pose_input,
+    write_openpose_txt,
 )
 
 settings.register_profile(

@@ -4,10 +4,10 @@ import torch
 import yaml
 
 from cocosnet.config import IndexConfig
+from cocosnet.data.pairs import read_pairs
 from cocosnet.models.vgg import VGG19
 from cocosnet.retrieval import build as build_module
 from cocosnet.retrieval.embeddings import layout_embedding
-from cocosnet.retrieval.pairs import read_pairs
 from stages.index import main as index_stage
 from stages.prepare import main as prepare_stage
 
@@ -139,10 +139,10 @@ def test_official_lists_import_and_export_through_the_cli(demo_root, tmp_path, c
 
 def test_deepfashion_never_retrieves_the_same_person(tmp_path, monkeypatch):
     """The stage excludes same-identity exemplars for DeepFashion without being told."""
-    from cocosnet.data.deepfashion import prepare_deepfashion
+    from cocosnet.data import deepfashion
     from cocosnet.data.prepare import write_prepared
+    from cocosnet.formats.pose_render import write_openpose_txt
     from cocosnet.io import write_image
-    from cocosnet.preprocess.pose_render import write_openpose_txt
 
     from .test_deepfashion import person
 
@@ -156,7 +156,9 @@ def test_deepfashion_never_retrieves_the_same_person(tmp_path, monkeypatch):
     (raw / "train.txt").write_text("".join(f"img/{n}.jpg\n" for n in names[:4]))
     (raw / "val.txt").write_text("".join(f"img/{n}.jpg\n" for n in names[4:]))
     data = tmp_path / "data"
-    write_prepared(data / "deepfashion", prepare_deepfashion(raw, data / "deepfashion", size=32))
+    write_prepared(
+        data / "deepfashion", deepfashion.ADAPTER.prepare(raw, data / "deepfashion", size=32)
+    )
     params = tmp_path / "params.yaml"
     params.write_text(
         yaml.safe_dump(

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from cocosnet.cli import main
+from cocosnet.formats.pose_render import write_openpose_txt
 from cocosnet.inference import (
     Letterbox,
     Translator,
@@ -20,7 +21,6 @@ from cocosnet.inference import (
     translate_many,
 )
 from cocosnet.io import read_image, write_image
-from cocosnet.preprocess.pose_render import write_openpose_txt
 
 from .helpers import single_thread, tiny_model
 

@@ -10,11 +10,11 @@ import pytest
 
 from cocosnet import weights
 from cocosnet.cli import main
+from cocosnet.formats.pose_render import keypoints_table, render_pose_input
 from cocosnet.inference import Translator, prepare_input
 from cocosnet.inference.photos import PhotoModels
 from cocosnet.io import read_image, write_image
 from cocosnet.preprocess.pose import KEYPOINTS_SCHEMA
-from cocosnet.preprocess.pose_render import keypoints_table, render_pose_input
 from cocosnet.tables import write_table
 
 from .helpers import single_thread, tiny_model

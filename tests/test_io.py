@@ -13,15 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from cocosnet.io import (
-    ImageProblem,
-    atomic_path,
-    file_sha256,
-    read_image,
-    read_label,
-    write_image,
-    write_text_atomic,
-)
+from cocosnet.files import atomic_path, file_sha256, write_text_atomic
+from cocosnet.io import ImageProblem, read_image, read_label, write_image
 
 # ---------------------------------------------------------------------------- corpus helpers
 

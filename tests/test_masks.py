@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
+from cocosnet.data import flickr
 from cocosnet.data.flickr import candidates as flickr_candidates
-from cocosnet.data.flickr import prepare_flickr
 from cocosnet.data.folder import split_for
 from cocosnet.data.manifest import read_manifest
 from cocosnet.data.prepare import MANIFEST, write_prepared
@@ -247,7 +247,7 @@ def test_flickr_adapter_pairs_photos_with_masks(tmp_path):
     assert all(c.split == split_for(c.id, 0.5) for c in found)
 
     out = tmp_path / "prepared"
-    report = prepare_flickr(raw, out, size=12, max_pixels=10_000, val_fraction=0.5)
+    report = flickr.ADAPTER.prepare(raw, out, size=12, max_pixels=10_000, val_fraction=0.5)
     reasons = dict(report.quarantined)
     assert set(reasons) == {"images/c.jpg", "images/d.png"}
     assert reasons["images/c.jpg"] == "no mask: expected mask/c.png"

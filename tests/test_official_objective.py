@@ -328,7 +328,7 @@ def test_a_training_step_equals_the_official_objective_with_power_iterations_run
 
     objective = Objective(lcfg, vgg, warp_stride=mcfg.warp_stride)
     tcfg = train_config({"amp": "off"})
-    trainer = Trainer(mcfg, tcfg, objective, gen, disc, device=torch.device("cpu"))
+    trainer = Trainer(tcfg, objective, gen, disc, device=torch.device("cpu"))
     batch = _batch()
     result = trainer.generator_step(batch, hide_exemplar_label=False, warped_mask_weight=100.0)
 

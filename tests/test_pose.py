@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from cocosnet.data.manifest import read_manifest
+from cocosnet.formats.pose_render import COLORS
 from cocosnet.preprocess.pose import (
     KEYPOINTS_FILE,
     LIMBS,
@@ -22,7 +23,6 @@ from cocosnet.preprocess.pose import (
     split_outputs,
     write_openpose_txt,
 )
-from cocosnet.preprocess.pose_render import COLORS
 from cocosnet.weights import REGISTRY, add
 from stages.pose import main as pose_stage
 from stages.prepare import main as prepare_stage

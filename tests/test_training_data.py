@@ -11,22 +11,14 @@ import torch
 from PIL import Image
 
 from cocosnet.config import train_config
-from cocosnet.data.exemplars import ExemplarSampler
+from cocosnet.data import ade20k
+from cocosnet.data.examples import PairExamples, heldout_pairs
+from cocosnet.data.sample import Sample, SampleLoader, View, eval_view, train_view
 from cocosnet.training.augment import Distortion
-from cocosnet.training.data import (
-    ConditionSource,
-    Loaded,
-    PairExamples,
-    TrainingExamples,
-    View,
-    eval_view,
-    heldout_pairs,
-    same_person_views,
-    train_view,
-    training_examples,
-)
+from cocosnet.training.data import TrainingExamples, same_person_views, training_examples
+from cocosnet.training.exemplars import ExemplarSampler
 
-from .helpers import prepared_demo
+from .helpers import demo_data, prepared_demo
 
 
 def _photo(h=24, w=32, seed=0):
@@ -54,13 +46,13 @@ def ref_official_view(rgb, label, load, crop, x, y, flip):
 
 
 def _source(n=5):
-    return ConditionSource("ade20k", ".", "label", n)
+    return SampleLoader(ade20k.ADAPTER, ".", "label", n)
 
 
 @pytest.mark.parametrize("flip", [False, True])
 def test_a_training_view_is_the_official_resize_crop_and_flip(flip):
     rgb, label = _photo(), _label()
-    inp, img, lab = _source().view(Loaded(rgb, label, None), View((20, 20), 3, 2, 16, flip))
+    inp, img, lab = _source().view(Sample("s", rgb, label, None), View((20, 20), 3, 2, 16, flip))
     want_img, want_lab = ref_official_view(rgb, label, 20, 16, x=2, y=3, flip=flip)
     torch.testing.assert_close(img, want_img, rtol=0, atol=1e-6)
     assert torch.equal(lab, want_lab)
@@ -82,7 +74,7 @@ def test_the_test_view_squashes_to_the_network_size_without_crop_or_flip():
     rgb, label = _photo(), _label()
     v = eval_view(rgb.shape[:2], 16, "resize_and_crop")
     assert v == View((16, 16), 0, 0, 16, False)
-    _, img, lab = _source().view(Loaded(rgb, label, None), v)
+    _, img, lab = _source().view(Sample("s", rgb, label, None), v)
     want_img, want_lab = ref_official_view(rgb, label, 16, 16, 0, 0, flip=False)
     torch.testing.assert_close(img, want_img, rtol=0, atol=1e-6)
     assert torch.equal(lab, want_lab)
@@ -117,7 +109,8 @@ def _examples(data_root, **train):
             **train,
         }
     )
-    return training_examples("demo", data_root, semantic_nc=8, image_size=64, cfg=cfg)
+    loader, manifest, pairs = demo_data(data_root)
+    return training_examples(loader, manifest, pairs, image_size=64, cfg=cfg)
 
 
 def test_pseudo_pairs_are_the_photo_under_an_independent_crop_and_flip(data_root):
@@ -131,9 +124,9 @@ def test_pseudo_pairs_are_the_photo_under_an_independent_crop_and_flip(data_root
             identical += torch.equal(ex["exemplar"], ex["image"])
             checked += 1
             # The exemplar is one of the official views of the same resized photo.
-            loaded = examples.source(examples.rows[i])
+            sample = examples.loader(examples.rows[i])
             views = [
-                examples.source.view(loaded, View((72, 72), t, left, 64, f))[1]
+                examples.loader.view(sample, View((72, 72), t, left, 64, f))[1]
                 for t in range(9)
                 for left in range(9)
                 for f in (False, True)
@@ -149,9 +142,9 @@ def test_retrieved_exemplars_come_with_their_own_labels(data_root):
     ex = examples[0]
     assert not ex["is_pseudo"]
     top1 = examples.sampler.top1(examples.rows[0]["id"])
-    loaded = examples.source(examples.by_id[top1])
+    sample = examples.loader(examples.by_id[top1])
     views = [
-        examples.source.view(loaded, View((72, 72), t, left, 64, f))
+        examples.loader.view(sample, View((72, 72), t, left, 64, f))
         for t in range(9)
         for left in range(9)
         for f in (False, True)
@@ -172,13 +165,13 @@ def test_examples_are_a_pure_function_of_seed_epoch_and_index(data_root):
 
 
 def test_held_out_pairs_are_top1_test_views_never_the_query_itself(data_root):
-    pairs = heldout_pairs("demo", data_root, semantic_nc=8, image_size=64)
+    pairs = heldout_pairs(*demo_data(data_root), image_size=64)
     assert isinstance(pairs, PairExamples) and len(pairs) == 4
     for (query, exemplar), i in zip(pairs.pairs, range(len(pairs)), strict=True):
         assert query != exemplar
         item = pairs[i]
-        loaded = pairs.source(pairs.rows[query])
-        want = pairs.source.view(loaded, eval_view(loaded.rgb.shape[:2], 64, "resize_and_crop"))
+        sample = pairs.loader(pairs.rows[query])
+        want = pairs.loader.view(sample, eval_view(sample.rgb.shape[:2], 64, "resize_and_crop"))
         assert torch.equal(item["image"], want[1]) and torch.equal(item["label"], want[2])
         assert not item["is_pseudo"]
 
@@ -186,9 +179,9 @@ def test_held_out_pairs_are_top1_test_views_never_the_query_itself(data_root):
 def test_same_person_pseudo_pairs_use_another_view_of_the_person():
     class Source:
         def __call__(self, row):
-            return Loaded(_photo(64, 64, seed=row["seed"]), _label(64, 64), None)
+            return Sample(row["id"], _photo(64, 64, seed=row["seed"]), _label(64, 64), None)
 
-        view = ConditionSource("ade20k", ".", "label", 5).view
+        view = SampleLoader(ade20k.ADAPTER, ".", "label", 5).view
 
     rows = [
         {"id": "WOMEN__Tees__id_7__01_1_front", "seed": 1},

@@ -24,7 +24,7 @@ from cocosnet.training.data import training_examples
 from cocosnet.training.distributed import torchrun_command
 from cocosnet.training.loop import train
 
-from .helpers import prepared_demo
+from .helpers import demo_data, prepared_demo
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = {
@@ -59,7 +59,7 @@ def _params(**keys):
 def _train_tiny(data_root, out_dir, p, **kw):
     """Run the loop in this process on the tiny demo data with parsed params ``p``; checkpoints
     in OUT_DIR/checkpoints, the export in OUT_DIR/export."""
-    examples = training_examples("demo", data_root, semantic_nc=8, image_size=64, cfg=p.train)
+    examples = training_examples(*demo_data(data_root), image_size=64, cfg=p.train)
     kw.setdefault("log", lambda m: None)
     return train(
         examples,
@@ -287,16 +287,16 @@ def test_resume_key_covers_settings_and_code_but_not_where_a_run_stops():
 
 
 def test_a_longer_run_resumes_a_shorter_one_but_never_the_reverse(data_root, tmp_path):
-    from cocosnet.training.checkpoint import resumable
+    from cocosnet.training.checkpoint import previous_run
 
     p = parse_params(_params(max_steps=2))
     first = _train_tiny(data_root, tmp_path, p)
     assert first.steps == 2
     # A 1-step run takes the step-1 checkpoint, never step 2.
-    assert resumable(tmp_path / "checkpoints", 1)[1]["step"] == 1
-    previous = resumable(tmp_path / "checkpoints", 3)
-    assert previous is not None and previous[1]["step"] == 2
+    assert previous_run(tmp_path / "checkpoints", 1).state["step"] == 1
+    previous = previous_run(tmp_path / "checkpoints", 3)
+    assert previous is not None and previous.state["step"] == 2
     longer = _train_tiny(data_root, tmp_path, parse_params(_params()), previous=previous)
     assert longer.resumed_from == 2 and longer.steps == 3
     with pytest.raises(ValueError, match="cannot be resumed"):
-        _train_tiny(data_root, tmp_path, p, previous=resumable(tmp_path / "checkpoints", 3))
+        _train_tiny(data_root, tmp_path, p, previous=previous_run(tmp_path / "checkpoints", 3))

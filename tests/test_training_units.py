@@ -21,7 +21,7 @@ from cocosnet.training.checkpoint import (
     fingerprint,
     list_checkpoints,
     load_checkpoint,
-    resumable,
+    previous_run,
     save_checkpoint,
 )
 from cocosnet.training.data import epoch_batches, steps_per_epoch
@@ -120,7 +120,7 @@ def test_load_refuses_a_pickle_that_runs_code(tmp_path, writer):
     with pytest.raises(CheckpointError, match="not a loadable"):
         load_checkpoint(evil)
     with pytest.raises(CheckpointError):
-        resumable(tmp_path, 10)
+        previous_run(tmp_path, 10)
     assert not marker.exists()
 
 
@@ -135,15 +135,15 @@ def test_load_refuses_truncated_missing_and_foreign_files(tmp_path):
             load_checkpoint(path)
 
 
-def test_resumable_is_the_newest_checkpoint_not_past_the_last_step(tmp_path):
-    assert resumable(tmp_path, 10) is None
+def test_previous_run_is_the_newest_checkpoint_not_past_the_last_step(tmp_path):
+    assert previous_run(tmp_path, 10) is None
     older = save_checkpoint(tmp_path, 3, _state(3), keep=5)
     newest = save_checkpoint(tmp_path, 7, _state(7), keep=5)
-    path, state = resumable(tmp_path, 10)
-    assert path == newest and state["step"] == 7
-    assert resumable(tmp_path, 7)[0] == newest
-    assert resumable(tmp_path, 6)[0] == older  # a shorter run never takes a longer one's state
-    assert resumable(tmp_path, 2) is None
+    previous = previous_run(tmp_path, 10)
+    assert previous.path == newest and previous.state["step"] == 7 and previous.step == 7
+    assert previous_run(tmp_path, 7).path == newest
+    assert previous_run(tmp_path, 6).path == older  # a shorter run never takes a longer one's
+    assert previous_run(tmp_path, 2) is None
 
 
 def test_fingerprint_ignores_key_order_but_not_values():

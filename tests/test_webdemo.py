@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from cocosnet.cli import main
-from cocosnet.preprocess.demo import render_scene
+from cocosnet.formats.demo_scenes import render_scene
 from cocosnet.webdemo import (
     DemoApp,
     DemoServer,

@@ -11,18 +11,17 @@ from pathlib import Path
 import torch
 
 from cocosnet.config import parse_params
-from cocosnet.training.checkpoint import resumable, training_fingerprint
+from cocosnet.training.checkpoint import previous_run, training_fingerprint
 from cocosnet.training.data import training_examples
 from cocosnet.training.distributed import dist_info_from
 from cocosnet.training.loop import total_steps, train
+from tests.helpers import demo_data
 
 
 def run(data_root: str, out_dir: str, overrides: dict):
     params = parse_params(overrides)
     examples = training_examples(
-        "demo",
-        data_root,
-        semantic_nc=params.model.semantic_nc,
+        *demo_data(data_root, params.model.semantic_nc),
         image_size=params.model.image_size,
         cfg=params.train,
     )
@@ -38,7 +37,7 @@ def run(data_root: str, out_dir: str, overrides: dict):
         checkpoint_dir=checkpoints,
         export_dir=Path(out_dir) / "export",
         fingerprint=training_fingerprint(params.model, params.loss, params.train, code="test"),
-        previous=resumable(checkpoints, total) if params.runtime.resume == "auto" else None,
+        previous=previous_run(checkpoints, total) if params.runtime.resume == "auto" else None,
         info=info,
         log=lambda msg: print(msg, flush=True),
     )

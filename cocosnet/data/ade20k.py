@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Collection
-from functools import partial
 from pathlib import Path, PurePosixPath
 
-from ..io import DEFAULT_MAX_PIXELS, read_image, read_label
-from .prepare import Candidate, PrepareReport
-from .store import resize_and_index
+from ..config import DataConfig
+from ..io import read_image, read_label
+from .adapter import Adapter
+from .prepare import Candidate
 
 SEMANTIC_NC = 151
 LAYOUT_DIR = "ADEChallengeData2016"
@@ -128,35 +128,23 @@ def candidates(
     return found
 
 
-def _load(raw_root: str, max_pixels: int, c: Candidate):
-    """RGB image and label map of a candidate (module level: picklable for worker processes)."""
-    raw = Path(raw_root)
-    rgb = read_image(raw / c.image, max_pixels=max_pixels)
-    label = read_label(raw / c.label, max_pixels=max_pixels, num_classes=SEMANTIC_NC)
-    return rgb, label
+class ADE20kAdapter(Adapter):
+    """ADEChallengeData2016: 150 classes and 0 "other" (official ``ade20k`` mode)."""
+
+    name = "ade20k"
+    channels = SEMANTIC_NC
+
+    def options(self, data: DataConfig) -> dict:
+        return {"id_filter": data.ade20k_id_filter}
+
+    def find(self, raw_root, *, id_filter: IdFilter | None = None) -> list[Candidate]:
+        return candidates(raw_root, id_filter=id_filter)
+
+    def load(self, raw_root: str, max_pixels: int, c: Candidate):
+        raw = Path(raw_root)
+        rgb = read_image(raw / c.image, max_pixels=max_pixels)
+        label = read_label(raw / c.label, max_pixels=max_pixels, num_classes=SEMANTIC_NC)
+        return rgb, label
 
 
-def prepare_ade20k(
-    raw_root: str | os.PathLike,
-    out_root: str | os.PathLike,
-    *,
-    size: int = 256,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    id_filter: IdFilter | None = None,
-    workers: int = 1,
-    dask_address: str | None = None,
-) -> PrepareReport:
-    """Resize ADE20k (optionally filtered, e.g. to ADE20k-outdoor) into ``out_root``."""
-    found = candidates(raw_root, id_filter=id_filter)
-    return resize_and_index(
-        raw_root,
-        out_root,
-        found,
-        partial(_load, str(raw_root), max_pixels),
-        size=size,
-        max_pixels=max_pixels,
-        num_classes=SEMANTIC_NC,
-        desc="ade20k",
-        workers=workers,
-        dask_address=dask_address,
-    )
+ADAPTER = ADE20kAdapter()

@@ -23,19 +23,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import replace
-from functools import partial
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
+from ..formats.tensors import one_hot
 from ..io import DEFAULT_MAX_PIXELS, read_image, read_label, write_image
 from ..parallel import parallel_map
+from .adapter import Adapter, Planes
 from .prepare import Candidate, PrepareReport
-from .sample import Sample, load_sample, one_hot
-from .store import Unusable, resize_and_index
+from .store import Unusable
 
 # The official order (CoCosNet data/celebahq_dataset.py): eye_g is id 16 = one-hot channel 16.
 PARTS = (
@@ -191,20 +190,6 @@ def read_parts(
     return label, parts.get("eye_g", np.zeros(label.shape, bool))
 
 
-def _load(raw_root: str, max_pixels: int, c: Candidate):
-    """RGB image and merged label map (at the image's size) of a candidate (module level:
-    picklable for worker processes)."""
-    rgb = read_image(Path(raw_root) / c.image, max_pixels=max_pixels)
-    label, _ = read_parts(raw_root, int(c.id), max_pixels=max_pixels)
-    (ih, iw), (lh, lw) = rgb.shape[:2], label.shape
-    if ih * lw != iw * lh:
-        raise Unusable(f"part masks {lw}x{lh} and image {iw}x{ih} differ in aspect ratio")
-    # Nearest to the image's size first (an exact 2x for 512 -> 1024), so the shared
-    # resize step treats image and label alike.
-    label = cv2.resize(label, (iw, ih), interpolation=cv2.INTER_NEAREST)
-    return rgb, label
-
-
 def _store_glasses(job: tuple[str, str, str, int, int, int]) -> None:
     """Worker: the glasses mask of one stored sample, nearest-resized to its stored size."""
     raw_root, out_root, sample, height, width, max_pixels = job
@@ -219,39 +204,46 @@ def glasses_path(dataset_dir: str | os.PathLike, sample: str) -> Path:
     return Path(dataset_dir) / GLASSES_DIR / f"{sample}.png"
 
 
-def load_celebahq_sample(dataset_dir: str | os.PathLike, row: dict, **kw) -> Sample:
-    """A prepared CelebA-HQ sample with the official 19-channel input (glasses on channel 16)."""
-    sample = load_sample(dataset_dir, row, SEMANTIC_NC, **kw)
-    glasses = read_label(glasses_path(dataset_dir, row["id"]))
-    return replace(sample, input=celebahq_input_channels(sample.label.numpy(), glasses))
+class CelebAHQAdapter(Adapter):
+    """CelebA-HQ faces with CelebAMask-HQ parts; glasses stored apart (official)."""
+
+    name = "celebahq"
+    channels = SEMANTIC_NC
+    edge_encoding = "celebahq15"  # the official 15-channel edge input
+
+    def find(self, raw_root) -> list[Candidate]:
+        return candidates(raw_root)
+
+    def load(self, raw_root: str, max_pixels: int, c: Candidate):
+        rgb = read_image(Path(raw_root) / c.image, max_pixels=max_pixels)
+        label, _ = read_parts(raw_root, int(c.id), max_pixels=max_pixels)
+        (ih, iw), (lh, lw) = rgb.shape[:2], label.shape
+        if ih * lw != iw * lh:
+            raise Unusable(f"part masks {lw}x{lh} and image {iw}x{ih} differ in aspect ratio")
+        # Nearest to the image's size first (an exact 2x for 512 -> 1024), so the shared
+        # resize step treats image and label alike.
+        label = cv2.resize(label, (iw, ih), interpolation=cv2.INTER_NEAREST)
+        return rgb, label
+
+    def prepare(self, raw_root, out_root, *, max_pixels=DEFAULT_MAX_PIXELS, **kw) -> PrepareReport:
+        """Resized images and merged labels (the shared step), then the glasses masks."""
+        report = super().prepare(raw_root, out_root, max_pixels=max_pixels, **kw)
+        jobs = [
+            (str(raw_root), str(out_root), r["id"], r["height"], r["width"], max_pixels)
+            for r in report.rows
+        ]
+        workers, dask_address = kw.get("workers", 1), kw.get("dask_address")
+        parallel_map(
+            _store_glasses, jobs, workers=workers, dask_address=dask_address, desc="glasses"
+        )
+        return report
+
+    def stored_planes(self, dataset_dir, sample: str) -> Planes:
+        glasses = read_label(glasses_path(dataset_dir, sample))
+        return np.where(glasses >= 128, 255, 0).astype(np.uint8)[..., None], ()
+
+    def label_input(self, label, planes, semantic_nc: int) -> torch.Tensor:
+        return celebahq_input_channels(label, None if planes is None else planes[..., 0])
 
 
-def prepare_celebahq(
-    raw_root: str | os.PathLike,
-    out_root: str | os.PathLike,
-    *,
-    size: int = 256,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    workers: int = 1,
-    dask_address: str | None = None,
-) -> PrepareReport:
-    """Write resized images, merged labels and glasses masks into ``out_root``; index them."""
-    found = candidates(raw_root)
-    report = resize_and_index(
-        raw_root,
-        out_root,
-        found,
-        partial(_load, str(raw_root), max_pixels),
-        size=size,
-        max_pixels=max_pixels,
-        num_classes=SEMANTIC_NC,
-        desc="celebahq",
-        workers=workers,
-        dask_address=dask_address,
-    )
-    jobs = [
-        (str(raw_root), str(out_root), r["id"], r["height"], r["width"], max_pixels)
-        for r in report.rows
-    ]
-    parallel_map(_store_glasses, jobs, workers=workers, dask_address=dask_address, desc="glasses")
-    return report
+ADAPTER = CelebAHQAdapter()

@@ -18,13 +18,16 @@ from pathlib import Path, PurePosixPath
 import cv2
 import numpy as np
 
-from ..io import DEFAULT_MAX_PIXELS, ImageProblem, atomic_path, read_image, write_image
+from ..files import atomic_path
+from ..formats.pose_render import read_openpose_txt, render_pose_input
+from ..io import DEFAULT_MAX_PIXELS, ImageProblem, read_image, write_image
 from ..parallel import parallel_map
-from ..preprocess.pose_render import read_openpose_txt, render_pose_input
+from .adapter import Adapter, Planes
 from .prepare import Candidate, PrepareReport, index_candidates
 from .store import IMAGE_DIR, check_out_root, resize_image, scaled_size
 
 POSE_DIR = "pose"
+POSE_DISTANCE_CHANNELS = tuple(range(3, 20))  # resized bilinearly, the skeleton nearest
 SEMANTIC_NC = 20
 
 
@@ -80,35 +83,6 @@ def _resize_pose(pose: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.concatenate([rgb, dist], axis=-1)
 
 
-def prepare_deepfashion(
-    raw_root: str | os.PathLike,
-    out_root: str | os.PathLike,
-    *,
-    size: int = 256,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    workers: int = 1,
-    dask_address: str | None = None,
-) -> PrepareReport:
-    """Resize photos and render their pose inputs into ``out_root``; bad samples quarantined.
-
-    The per-sample work is fanned out by :func:`cocosnet.parallel.parallel_map`; the report
-    lists rows and quarantined files in candidate order, however many workers."""
-    root = _layout_root(raw_root)
-    check_out_root(root, out_root)
-    out_root = Path(out_root)
-    jobs = [(str(root), str(out_root), c, max_pixels, size) for c in candidates(root)]
-    stored, quarantined = [], []
-    for ok, result in parallel_map(
-        store_sample, jobs, workers=workers, dask_address=dask_address, desc="deepfashion"
-    ):
-        (stored if ok else quarantined).append(result)
-    report = index_candidates(
-        out_root, stored, max_pixels=max_pixels, workers=workers, dask_address=dask_address
-    )
-    report.quarantined[:0] = quarantined
-    return report
-
-
 def store_sample(job: tuple[str, str, Candidate, int, int]) -> tuple[bool, object]:
     """(True, stored Candidate) for a usable sample, else (False, (path, one-line reason)).
 
@@ -135,7 +109,56 @@ def store_sample(job: tuple[str, str, Candidate, int, int]) -> tuple[bool, objec
     return True, Candidate(c.id, c.split, image_rel)
 
 
+class DeepFashionAdapter(Adapter):
+    """DeepFashion In-shop photos with their official OpenPose files: the 20-channel pose input
+    is rendered at the photo's size and stored beside it."""
+
+    name = "deepfashion"
+    condition = "pose"
+    channels = SEMANTIC_NC
+    identity = r"id_\d+"  # the same person in another pose is never their own exemplar
+
+    def find(self, raw_root) -> list[Candidate]:
+        return candidates(_layout_root(raw_root))
+
+    def prepare(
+        self,
+        raw_root,
+        out_root,
+        *,
+        size: int = 256,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        workers: int = 1,
+        dask_address: str | None = None,
+    ) -> PrepareReport:
+        """Resize photos and render their pose inputs into ``out_root``; bad samples
+        quarantined. The report lists rows and quarantined files in candidate order."""
+        root = _layout_root(raw_root)
+        check_out_root(root, out_root)
+        out_root = Path(out_root)
+        jobs = [(str(root), str(out_root), c, max_pixels, size) for c in candidates(root)]
+        stored, quarantined = [], []
+        for ok, result in parallel_map(
+            store_sample, jobs, workers=workers, dask_address=dask_address, desc=self.name
+        ):
+            (stored if ok else quarantined).append(result)
+        report = index_candidates(
+            out_root, stored, max_pixels=max_pixels, workers=workers, dask_address=dask_address
+        )
+        report.quarantined[:0] = quarantined
+        return report
+
+    def stored_planes(self, dataset_dir, sample: str) -> Planes:
+        return load_pose(dataset_dir, sample), POSE_DISTANCE_CHANNELS
+
+    def official_id(self, key: str) -> str:
+        return sample_id(key)
+
+
 def load_pose(dataset_dir: str | os.PathLike, sample: str) -> np.ndarray:
     """The stored 20-channel pose input of a prepared sample (H x W x 20 uint8)."""
     with np.load(Path(dataset_dir) / POSE_DIR / f"{sample}.npz") as f:
         return f["pose"]
+
+
+ADAPTER = DeepFashionAdapter()

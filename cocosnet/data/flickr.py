@@ -18,13 +18,14 @@ Prepared layout: see :mod:`cocosnet.data.store` (``labels/`` holds the masks, 15
 from __future__ import annotations
 
 import os
-from functools import partial
 from pathlib import Path
 
-from ..io import DEFAULT_MAX_PIXELS, read_image, read_label
+from ..config import DataConfig
+from ..io import read_image, read_label
+from .adapter import Adapter
 from .folder import IMAGE_SUFFIXES, split_for
-from .prepare import Candidate, PrepareReport
-from .store import Unusable, resize_and_index
+from .prepare import Candidate
+from .store import Unusable
 
 SEMANTIC_NC = 151  # ADE20k: 150 classes + 0 "other"
 IMAGE_DIR = "images"
@@ -73,37 +74,25 @@ def candidates(raw_root: str | os.PathLike, *, val_fraction: float = 0.1) -> lis
     ]
 
 
-def _load(raw_root: str, max_pixels: int, c: Candidate):
-    """RGB photo and its mask (module level: picklable for worker processes)."""
-    raw = Path(raw_root)
-    rgb = read_image(raw / c.image, max_pixels=max_pixels)
-    if not (raw / c.label).is_file():
-        raise Unusable(f"no mask: expected {c.label}")
-    label = read_label(raw / c.label, max_pixels=max_pixels, num_classes=SEMANTIC_NC)
-    return rgb, label
+class FlickrAdapter(Adapter):
+    """Photos with ADE20k-style masks (``images/`` and ``mask/``)."""
+
+    name = "flickr"
+    channels = SEMANTIC_NC
+
+    def options(self, data: DataConfig) -> dict:
+        return {"val_fraction": data.folder_val_fraction}
+
+    def find(self, raw_root, *, val_fraction: float = 0.1) -> list[Candidate]:
+        return candidates(raw_root, val_fraction=val_fraction)
+
+    def load(self, raw_root: str, max_pixels: int, c: Candidate):
+        raw = Path(raw_root)
+        rgb = read_image(raw / c.image, max_pixels=max_pixels)
+        if not (raw / c.label).is_file():
+            raise Unusable(f"no mask: expected {c.label}")
+        label = read_label(raw / c.label, max_pixels=max_pixels, num_classes=SEMANTIC_NC)
+        return rgb, label
 
 
-def prepare_flickr(
-    raw_root: str | os.PathLike,
-    out_root: str | os.PathLike,
-    *,
-    size: int = 256,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    val_fraction: float = 0.1,
-    workers: int = 1,
-    dask_address: str | None = None,
-) -> PrepareReport:
-    """Resize the Flickr photos and their masks into ``out_root`` and index them."""
-    found = candidates(raw_root, val_fraction=val_fraction)
-    return resize_and_index(
-        raw_root,
-        out_root,
-        found,
-        partial(_load, str(raw_root), max_pixels),
-        size=size,
-        max_pixels=max_pixels,
-        num_classes=SEMANTIC_NC,
-        desc="flickr",
-        workers=workers,
-        dask_address=dask_address,
-    )
+ADAPTER = FlickrAdapter()

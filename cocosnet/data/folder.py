@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-from functools import partial
 from pathlib import Path
 
-from ..io import DEFAULT_MAX_PIXELS, read_image
-from .prepare import Candidate, PrepareReport
-from .store import resize_and_index
+from ..config import DataConfig
+from ..io import read_image
+from .adapter import Adapter
+from .prepare import Candidate
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 IMAGE_DIR = "images"
@@ -66,31 +66,19 @@ def candidates(raw_root: str | os.PathLike, *, val_fraction: float = 0.1) -> lis
     return [Candidate(i, split_for(i, val_fraction), rel) for i, rel in rows]
 
 
-def _load(raw_root: str, max_pixels: int, c: Candidate):
-    """RGB image of a candidate, no label (module level: picklable for worker processes)."""
-    return read_image(Path(raw_root) / c.image, max_pixels=max_pixels), None
+class FolderAdapter(Adapter):
+    """Any folder of photos, no labels (masks come from the masks stage)."""
+
+    name = "folder"
+
+    def options(self, data: DataConfig) -> dict:
+        return {"val_fraction": data.folder_val_fraction}
+
+    def find(self, raw_root, *, val_fraction: float = 0.1) -> list[Candidate]:
+        return candidates(raw_root, val_fraction=val_fraction)
+
+    def load(self, raw_root: str, max_pixels: int, c: Candidate):
+        return read_image(Path(raw_root) / c.image, max_pixels=max_pixels), None
 
 
-def prepare_folder(
-    raw_root: str | os.PathLike,
-    out_root: str | os.PathLike,
-    *,
-    size: int = 256,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    val_fraction: float = 0.1,
-    workers: int = 1,
-    dask_address: str | None = None,
-) -> PrepareReport:
-    """Resize every photo under ``raw_root`` into ``out_root/images`` and index it."""
-    found = candidates(raw_root, val_fraction=val_fraction)
-    return resize_and_index(
-        raw_root,
-        out_root,
-        found,
-        partial(_load, str(raw_root), max_pixels),
-        size=size,
-        max_pixels=max_pixels,
-        desc="folder",
-        workers=workers,
-        dask_address=dask_address,
-    )
+ADAPTER = FolderAdapter()

@@ -9,7 +9,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..io import ImageProblem, file_sha256, read_image, read_label, write_text_atomic
+from ..files import file_sha256, write_text_atomic
+from ..io import ImageProblem, read_image, read_label
 from ..parallel import parallel_map
 from .manifest import ManifestError, inside_root, write_manifest
 

@@ -1,8 +1,8 @@
 """Inference with an exported model: inputs of any size and domain, one pair or many."""
 
+from .domain import DOMAINS
 from .jobs import pairs_from_folders, read_pair_list
 from .prepare import (
-    DOMAINS,
     Letterbox,
     Prepared,
     prepare_edges,

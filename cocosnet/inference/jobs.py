@@ -18,7 +18,7 @@ def _is_input_file(path: Path) -> bool:
     )
 
 
-def _by_stem(folder: Path, keep) -> dict[str, Path]:
+def by_stem(folder: Path, keep) -> dict[str, Path]:
     """``{stem: file}`` of a folder's files that ``keep`` accepts; a repeated stem is an error."""
     found: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
@@ -46,17 +46,17 @@ def pairs_from_folders(
     input_dir, exemplar = Path(input_dir), Path(exemplar)
     if not input_dir.is_dir():
         raise FileNotFoundError(f"{input_dir}: not a folder")
-    inputs = _by_stem(input_dir, _is_input_file)
+    inputs = by_stem(input_dir, _is_input_file)
     if not inputs:
         raise ValueError(f"{input_dir}: no input files")
     photos = {"": exemplar}
     if exemplar.is_dir():
-        photos = _by_stem(exemplar, lambda p: p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        photos = by_stem(exemplar, lambda p: p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     elif not exemplar.is_file():
         raise FileNotFoundError(f"{exemplar}: exemplar file or folder not found")
     ex_inputs = {}
     if exemplar_input is not None and Path(exemplar_input).is_dir():
-        ex_inputs = _by_stem(Path(exemplar_input), _is_input_file)
+        ex_inputs = by_stem(Path(exemplar_input), _is_input_file)
     elif exemplar_input is not None and not Path(exemplar_input).is_file():
         raise FileNotFoundError(f"{exemplar_input}: exemplar input file or folder not found")
     jobs, missing = [], []

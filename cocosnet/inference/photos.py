@@ -12,13 +12,13 @@ import cv2
 import numpy as np
 
 from .. import weights
+from ..formats.pose_decode import NUM_PARTS, SUBSET_COLUMNS
+from ..formats.pose_render import render_pose_input
 from ..io import (
     read_image,
     write_image,
 )
-from ..preprocess.pose_decode import NUM_PARTS, SUBSET_COLUMNS
-from ..preprocess.pose_render import render_pose_input
-from .prepare import Domain, is_keypoints_table
+from .domain import Domain, is_keypoints_table
 
 
 def keypoints_pose(
@@ -117,7 +117,7 @@ class PhotoModels:
 
     def pose(self, rgb: np.ndarray) -> np.ndarray:
         """The rendered pose (H x W x 20 uint8) of the people in an RGB photo, at its size."""
-        from ..preprocess.pose_decode import decode
+        from ..formats.pose_decode import decode
 
         small, scale = self.shrink(rgb)
         candidate, subset = decode(*self.openpose(small))

@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -40,8 +40,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..config import EdgesConfig
-from ..data.sample import image_to_tensor, one_hot
-from ..evaluation import to_uint8
+from ..formats.pose_render import POSE_CHANNELS, read_openpose_txt, render_pose_input
+from ..formats.tensors import image_to_tensor, one_hot, to_uint8
 from ..io import (
     DEFAULT_MAX_PIXELS,
     IMAGE_FORMATS,
@@ -50,18 +50,13 @@ from ..io import (
     read_label,
 )
 from ..preprocess.edges import canny
-from ..preprocess.pose_render import POSE_CHANNELS, read_openpose_txt, render_pose_input
+from .domain import POSE_TXT, Domain, is_keypoints_table, resolve_domain
 
 if TYPE_CHECKING:
     from .photos import PhotoModels
 
-Domain = Literal["auto", "label", "edges", "pose", "photo-edges", "photo-mask", "photo-pose"]
-DOMAINS: tuple[str, ...] = (
-    "auto", "label", "edges", "pose", "photo-edges", "photo-mask", "photo-pose"
-)  # fmt: skip
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg")
-POSE_TXT = ("_candidate.txt", "_subset.txt")
 
 
 @dataclass(frozen=True)
@@ -272,10 +267,6 @@ def _pose_input(pose: np.ndarray, size: int, path: Path) -> Prepared:
     return Prepared(torch.cat([skeleton, limbs]) / 255.0, box, path)
 
 
-def is_keypoints_table(path: str | os.PathLike) -> bool:
-    return Path(path).suffix.lower() == ".parquet"
-
-
 def prepare_exemplar(path: str | os.PathLike, size: int) -> Prepared:
     """Any readable photo (grayscale, RGBA, CMYK, 16-bit, ...) -> 3 x S x S in [-1, 1]."""
     rgb = read_image(path)
@@ -283,22 +274,6 @@ def prepare_exemplar(path: str | os.PathLike, size: int) -> Prepared:
     return Prepared(
         box.pad(_resize(image_to_tensor(rgb), box, "bilinear"), "reflect"), box, Path(path)
     )
-
-
-def resolve_domain(path: str | os.PathLike, semantic_nc: int, domain: Domain = "auto") -> str:
-    """'auto': pose for .npz / OpenPose txt / keypoints .parquet files, edges for a 1-channel
-    model, else label."""
-    if domain != "auto":
-        if domain not in DOMAINS:
-            raise ValueError(f"unknown domain {domain!r}; known: {', '.join(DOMAINS)}")
-        return domain
-    if (
-        Path(path).suffix == ".npz"
-        or Path(path).name.endswith(POSE_TXT)
-        or is_keypoints_table(path)
-    ):
-        return "pose"
-    return "edges" if semantic_nc == 1 else "label"
 
 
 def prepare_input(

@@ -15,14 +15,15 @@ import torch
 from tqdm import tqdm
 
 from ..config import EdgesConfig
-from ..evaluation import to_uint8
+from ..formats.tensors import to_uint8
 from ..io import (
     read_image,
     write_image,
 )
 from ..models.export import load_generator
 from ..models.runtime import GeneratorRuntime, RuntimeOptions
-from .prepare import OUTPUT_SUFFIXES, Domain, Prepared, prepare_exemplar, prepare_input
+from .domain import Domain
+from .prepare import OUTPUT_SUFFIXES, Prepared, prepare_exemplar, prepare_input
 
 
 class Translator:

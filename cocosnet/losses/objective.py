@@ -50,6 +50,8 @@ class GeneratorInputs:
 
 
 class Objective:
+    """The loss terms of one ``loss`` config, and what they need the networks to compute."""
+
     def __init__(
         self,
         cfg: LossConfig,
@@ -66,6 +68,7 @@ class Objective:
 
     @property
     def loss_set(self) -> str:
+        """Which loss set this objective computes (logged with every run)."""
         return LOSS_SET_PAPER if self.vgg is not None else LOSS_SET_NO_VGG
 
     @property
@@ -75,29 +78,32 @@ class Objective:
 
     @property
     def needs_cycle(self) -> bool:
+        """The correspondence network must also warp back (the cycle loss)."""
         return self.cfg.cycle > 0
 
     def generator_terms(
-        self, x: GeneratorInputs, *, warped_mask_weight: float
+        self, inputs: GeneratorInputs, *, warped_mask_weight: float
     ) -> dict[str, Tensor]:
+        """The weighted generator terms and their total; ``warped_mask_weight`` is the epoch's
+        (:func:`cocosnet.training.schedule.warped_mask_weight`)."""
         cfg, terms = self.cfg, {}
-        terms["gan"] = g_hinge_loss(x.pred_fake) * cfg.gan
+        terms["gan"] = g_hinge_loss(inputs.pred_fake) * cfg.gan
         if cfg.d_feature_matching > 0:
             terms["d_feature_matching"] = (
-                feature_matching_loss(x.pred_fake, x.pred_real) * cfg.d_feature_matching
+                feature_matching_loss(inputs.pred_fake, inputs.pred_real) * cfg.d_feature_matching
             )
         # Pseudo-pair terms are whole-batch means (0 for a batch without pseudo pairs, so that
         # every batch and every process reports the same terms).
-        pseudo, batch = x.is_pseudo, cfg.pseudo_pair_batch
+        pseudo, pseudo_batch = inputs.is_pseudo, cfg.pseudo_pair_batch
         if self.vgg is not None:
             layers = set(DEFAULT_LAYERS) | {cfg.perceptual_layer}
-            fake_f = self.vgg(x.fake, layers)
+            fake_f = self.vgg(inputs.fake, layers)
             with torch.no_grad():
-                real_f = self.vgg(x.real, layers)
-                ex_f = self.vgg(x.exemplar, layers)
+                real_f = self.vgg(inputs.real, layers)
+                ex_f = self.vgg(inputs.exemplar, layers)
             # Feature matching only where the truth is the exemplar (eq. 8).
             terms["vgg_feature_matching"] = vgg_feature_matching(
-                fake_f, real_f, pseudo, batch=batch
+                fake_f, real_f, pseudo, batch=pseudo_batch
             ) * (cfg.vgg_feature_matching * cfg.fm_ratio)
             terms["perceptual"] = (
                 perceptual_loss(fake_f, real_f, cfg.perceptual_layer) * cfg.perceptual
@@ -108,26 +114,33 @@ class Objective:
                     * cfg.contextual
                 )
         elif cfg.fallback_l1 > 0:
-            terms["pixel_l1"] = pseudo_pair_l1(x.fake, x.real, pseudo, batch) * cfg.fallback_l1
-        if self.needs_real_features and x.corr.real_features is not None:
+            terms["pixel_l1"] = (
+                pseudo_pair_l1(inputs.fake, inputs.real, pseudo, pseudo_batch) * cfg.fallback_l1
+            )
+        if self.needs_real_features and inputs.corr.real_features is not None:
             terms["domain_alignment"] = (
-                domain_alignment_loss(x.corr.input_features, x.corr.real_features)
+                domain_alignment_loss(inputs.corr.input_features, inputs.corr.real_features)
                 * cfg.domain_alignment
             )
-        if warped_mask_weight > 0 and x.has_labels and x.corr.warped_mask is not None:
+        if warped_mask_weight > 0 and inputs.has_labels and inputs.corr.warped_mask is not None:
             terms["warped_mask"] = (
                 warped_mask_loss(
-                    x.corr.warped_mask, x.label, x.exemplar_label, cfg.warped_mask_ignore_class
+                    inputs.corr.warped_mask,
+                    inputs.label,
+                    inputs.exemplar_label,
+                    cfg.warped_mask_ignore_class,
                 )
                 * warped_mask_weight
             )
-        if self.needs_cycle and x.corr.cycle is not None:
+        if self.needs_cycle and inputs.corr.cycle is not None:
             terms["cycle"] = (
-                cycle_loss(x.corr.cycle, x.exemplar, self.warp_stride, self.warp_patch) * cfg.cycle
+                cycle_loss(inputs.corr.cycle, inputs.exemplar, self.warp_stride, self.warp_patch)
+                * cfg.cycle
             )
         if cfg.warp_self > 0:
             terms["warp_self"] = (
-                pseudo_pair_l1(x.corr.warped, x.real, pseudo, batch) * cfg.warp_self
+                pseudo_pair_l1(inputs.corr.warped, inputs.real, pseudo, pseudo_batch)
+                * cfg.warp_self
             )
         terms["total"] = torch.stack(list(terms.values())).sum()
         return terms

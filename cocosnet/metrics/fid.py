@@ -23,7 +23,8 @@ import torch
 from scipy import linalg
 
 from .. import weights
-from ..io import atomic_path, image_files, read_image
+from ..files import atomic_path, load_tensor_state
+from ..io import image_files, read_image
 
 WEIGHTS_NAME = "inception_fid"
 FEATURE_LAYER = "2048"  # torch-fidelity's name for the pool3 features
@@ -62,15 +63,9 @@ class InceptionFeatures:
         # The digest of the bytes actually loaded (resolve checked the file a moment earlier).
         self.weights_sha256 = hashlib.sha256(data).hexdigest()
         try:
-            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001 - refused pickle or corrupt archive
-            raise weights.WeightsError(
-                f"{path}: not a loadable tensor state dict ({err})"
-            ) from None
-        if not isinstance(state, dict) or not all(
-            isinstance(k, str) and type(v) is torch.Tensor for k, v in state.items()
-        ):
-            raise weights.WeightsError(f"{path}: expected a dict of tensors")
+            state = load_tensor_state(data, weights.WeightsError)
+        except weights.WeightsError as err:  # name the file, not the bytes
+            raise weights.WeightsError(str(err).replace("<bytes>", str(path), 1)) from None
         self.device = torch.device(device)
         self.model = _torch_fidelity_inception(state).to(self.device)
 

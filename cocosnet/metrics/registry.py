@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.sample import image_to_tensor
+from ..formats.tensors import image_to_tensor
 from ..io import image_files, read_image, read_label
 from ..weights import WeightsError, resolve, sha256_of
 
@@ -51,10 +51,10 @@ class MetricSpec:
     name: str
     inputs: tuple[str, ...]
     weights: tuple[str, ...]
-    run: Callable[[MetricInputs, MetricOptions, Loaded], dict] = field(repr=False)
+    run: Callable[[MetricInputs, MetricOptions, PretrainedCache], dict] = field(repr=False)
 
 
-class Loaded:
+class PretrainedCache:
     """Pretrained files verified, and networks built, once per :func:`evaluate` call: the
     semantic and style metrics share one VGG19, and a file is hashed once for its report."""
 
@@ -117,7 +117,7 @@ def _batches(
         yield out
 
 
-def _fid(inputs: MetricInputs, options: MetricOptions, loaded: Loaded) -> dict:
+def _fid(inputs: MetricInputs, options: MetricOptions, pretrained: PretrainedCache) -> dict:
     from .fid import fid_folders
 
     cache = options.cache_dir / "fid_real_stats.npz" if options.cache_dir else None
@@ -131,26 +131,26 @@ def _fid(inputs: MetricInputs, options: MetricOptions, loaded: Loaded) -> dict:
     )
 
 
-def _swd(inputs: MetricInputs, options: MetricOptions, loaded: Loaded) -> dict:
+def _swd(inputs: MetricInputs, options: MetricOptions, pretrained: PretrainedCache) -> dict:
     from .swd import swd_folders
 
     return swd_folders(inputs.real, inputs.fake, seed=options.seed)
 
 
-def _semantic(inputs: MetricInputs, options: MetricOptions, loaded: Loaded) -> dict:
+def _semantic(inputs: MetricInputs, options: MetricOptions, pretrained: PretrainedCache) -> dict:
     from .semantic import SemanticConsistency
 
-    meter = SemanticConsistency(loaded.vgg(), inputs.num_classes)
+    meter = SemanticConsistency(pretrained.vgg(), inputs.num_classes)
     rows = matched(inputs, ("fake", "real", "label"))
     for b in _batches(rows, options.batch_size, options.device):
         meter.update(b["fake"], b["real"], b["label"])
     return meter.result()
 
 
-def _style(inputs: MetricInputs, options: MetricOptions, loaded: Loaded) -> dict:
+def _style(inputs: MetricInputs, options: MetricOptions, pretrained: PretrainedCache) -> dict:
     from .style import StyleRelevance
 
-    meter = StyleRelevance(loaded.vgg(), inputs.num_classes)
+    meter = StyleRelevance(pretrained.vgg(), inputs.num_classes)
     rows = matched(inputs, ("fake", "exemplar", "label", "exemplar_label"))
     for b in _batches(rows, options.batch_size, options.device):
         meter.update(b["fake"], b["exemplar"], b["label"], b["exemplar_label"])
@@ -173,7 +173,7 @@ METRICS: dict[str, MetricSpec] = {
 }
 
 
-def missing(spec: MetricSpec, inputs: MetricInputs, loaded: Loaded) -> str | None:
+def missing(spec: MetricSpec, inputs: MetricInputs, pretrained: PretrainedCache) -> str | None:
     """Why ``spec`` cannot run on these inputs (None when it can)."""
     absent = [n for n in spec.inputs if getattr(inputs, n) is None]
     if absent:
@@ -182,7 +182,7 @@ def missing(spec: MetricSpec, inputs: MetricInputs, loaded: Loaded) -> str | Non
         return "needs the number of classes of the label maps"
     for name in spec.weights:
         try:
-            loaded.digest(name)
+            pretrained.digest(name)
         except WeightsError as err:
             return str(err).splitlines()[0]
     return None
@@ -194,15 +194,15 @@ def evaluate(names: Sequence[str], inputs: MetricInputs, options: MetricOptions)
     unknown = sorted(set(names) - set(METRICS))
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}; known: {sorted(METRICS)}")
-    results, loaded = {}, Loaded(options)
+    results, pretrained = {}, PretrainedCache(options)
     for name in names:
         spec = METRICS[name]
-        reason = missing(spec, inputs, loaded)
+        reason = missing(spec, inputs, pretrained)
         if reason is not None:
             results[name] = {"skipped": reason}
             continue
-        digests = {n: loaded.digest(n) for n in spec.weights}
-        results[name] = spec.run(inputs, options, loaded) | {"weights_sha256": digests}
+        digests = {n: pretrained.digest(n) for n in spec.weights}
+        results[name] = spec.run(inputs, options, pretrained) | {"weights_sha256": digests}
     return results
 
 

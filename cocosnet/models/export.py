@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..config import ConfigError, ModelConfig, model_config
-from ..io import atomic_path, write_text_atomic
+from ..files import atomic_path, write_text_atomic
 from .correspondence import CorrespondenceNet
 from .factory import build_correspondence, build_translation
 from .translation import TranslationNet

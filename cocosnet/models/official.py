@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
+from ..files import load_tensor_state
 from .export import save_generator
 from .factory import build_correspondence, build_discriminator, build_translation
 
@@ -145,17 +146,7 @@ def read_official_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"official checkpoint {path} not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling refusal or corruption
-        raise OfficialCheckpointError(
-            f"{path}: cannot be read as a tensor state dict ({err})"
-        ) from None
-    if not isinstance(state, Mapping) or not all(
-        isinstance(v, torch.Tensor) for v in state.values()
-    ):
-        raise OfficialCheckpointError(f"{path}: expected a state dict of tensors")
-    return dict(state)
+    return load_tensor_state(path, OfficialCheckpointError)
 
 
 def import_official(

@@ -26,7 +26,8 @@ from PIL import Image
 from ..config import EdgesConfig
 from ..data.manifest import inside_root, read_manifest
 from ..data.prepare import MANIFEST
-from ..io import DEFAULT_MAX_PIXELS, atomic_path, read_image, read_label, write_image
+from ..files import atomic_path
+from ..io import DEFAULT_MAX_PIXELS, read_image, read_label, write_image
 from ..parallel import parallel_map
 
 OPENCV_DEFAULT_THRESHOLDS = (100.0, 200.0)

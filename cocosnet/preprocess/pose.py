@@ -28,10 +28,8 @@ import pyarrow.parquet as pq
 
 from ..data.manifest import inside_root, read_manifest
 from ..data.prepare import MANIFEST
-from ..io import DEFAULT_MAX_PIXELS, atomic_path, read_image
-from ..parallel import parallel_map
-from ..weights import resolve
-from .pose_decode import (
+from ..files import atomic_path
+from ..formats.pose_decode import (
     LIMBS,
     NUM_HEATMAPS,
     NUM_PAFS,
@@ -44,13 +42,16 @@ from .pose_decode import (
     group_people,
     split_concatenated,
 )
-from .pose_render import (
+from ..formats.pose_render import (
     POSE_CHANNELS,
     keypoints_table,
     read_openpose_txt,
     render_pose_input,
     write_openpose_txt,
 )
+from ..io import DEFAULT_MAX_PIXELS, read_image
+from ..parallel import parallel_map
+from ..weights import resolve
 
 __all__ = [
     "LIMBS",

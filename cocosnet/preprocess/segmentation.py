@@ -44,6 +44,7 @@ import torch.nn.functional as F
 
 from ..data.manifest import inside_root, read_manifest
 from ..data.prepare import MANIFEST
+from ..files import load_tensor_state
 from ..io import DEFAULT_MAX_PIXELS, read_image, write_image
 from ..parallel import parallel_map
 from ..weights import sha256_of
@@ -180,12 +181,7 @@ def _load_transformers(config_path: Path, weights: Path, device: str) -> torch.n
         if bad:  # from_pretrained would silently leave those weights random
             raise SegmentationError(f"{weights} does not match {config_path}: {'; '.join(bad)}")
     else:  # pytorch_model.bin: tensors only, never unpickled objects
-        try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001 - refused pickle or corrupt archive
-            raise SegmentationError(
-                f"{weights}: not a loadable tensor state dict ({err})"
-            ) from None
+        state = load_tensor_state(weights, SegmentationError)
         model = UperNetForSemanticSegmentation(config)
         try:
             model.load_state_dict(state, strict=True)

@@ -4,6 +4,7 @@ images, and retrieve for every image of every split its top-K training exemplars
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import faiss
@@ -12,14 +13,13 @@ from tqdm import tqdm
 
 from ..config import IndexConfig
 from ..data.manifest import inside_root, read_manifest
+from ..data.pairs import PAIRS, export_official, import_official, pairs_from_topk, write_pairs
 from ..data.prepare import MANIFEST
-from ..io import atomic_path, read_label
+from ..files import atomic_path
+from ..io import read_label
 from ..models.vgg import load_vgg19
 from .embeddings import embed_images, layout_embedding
 from .index import build_index, query_topk, same_identity
-from .pairs import export_official, import_official, pairs_from_topk, write_pairs
-
-PAIRS = "pairs.parquet"
 
 
 def dataset_embeddings(
@@ -116,30 +116,19 @@ def build_pairs(
     return pairs
 
 
-def official_id(dataset: str, key: str) -> str:
-    """Our sample id of an entry of an official list: the path under ``img/`` for DeepFashion
-    (``img/WOMEN/.../02_1_front.jpg`` -> ``WOMEN__...__02_1_front``), the file stem otherwise."""
-    if dataset == "deepfashion":
-        from ..data.deepfashion import sample_id
-
-        return sample_id(key)
-    return Path(key).stem
-
-
 def import_official_lists(
-    dataset: str,
     dataset_dir: str | os.PathLike,
     lists: dict[str, str | os.PathLike],
     out: str | os.PathLike,
+    id_of: Callable[[str], str],
 ) -> list[dict]:
     """Use the published official lists (``{split: path}``) as ``out`` (pairs.parquet); every
-    id must be in the prepared dataset's manifest, malformed lines are reported by number."""
+    id (``id_of`` an entry: the dataset adapter's ``official_id``) must be in the prepared
+    dataset's manifest, malformed lines are reported by number."""
     dataset_dir = Path(dataset_dir)
     known = {r["id"] for r in read_manifest(dataset_dir / MANIFEST, dataset_dir)}
     rows: list[dict] = []
     for split, path in lists.items():
-        rows += import_official(
-            path, split=split, known_ids=known, id_of=lambda key: official_id(dataset, key)
-        )
+        rows += import_official(path, split=split, known_ids=known, id_of=id_of)
     write_pairs(out, rows, known_ids=known)
     return rows

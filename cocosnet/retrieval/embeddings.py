@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..io import atomic_path, read_image, write_text_atomic
+from ..files import atomic_path, write_text_atomic
+from ..io import read_image
 from ..models.vgg import VGG19
 
 Pooling = Literal["gap", "flatten"]

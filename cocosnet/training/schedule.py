@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ..config import LossConfig
+from dataclasses import dataclass
+
+from ..config import LossConfig, TrainConfig
 
 
 def lr_factor(epoch: int, niter: int, niter_decay: int) -> float:
@@ -25,3 +27,21 @@ def warped_mask_weight(epoch: int, mask_epoch: int | None, cfg: LossConfig) -> f
     if exemplar_label_hidden(epoch, mask_epoch) and cfg.warped_mask_after_warmup is not None:
         return cfg.warped_mask_after_warmup
     return cfg.warped_mask
+
+
+@dataclass(frozen=True)
+class EpochSchedule:
+    """Everything that changes from one epoch to the next, decided once per epoch."""
+
+    lr_factor: float  # multiplies train.lr_g and train.lr_d
+    exemplar_label_hidden: bool  # noise replaces the exemplar's mask
+    warped_mask_weight: float
+
+
+def epoch_schedule(epoch: int, cfg: TrainConfig, loss_cfg: LossConfig) -> EpochSchedule:
+    """The schedule of 0-based ``epoch``."""
+    return EpochSchedule(
+        lr_factor=lr_factor(epoch, cfg.niter, cfg.niter_decay),
+        exemplar_label_hidden=exemplar_label_hidden(epoch, cfg.mask_epoch),
+        warped_mask_weight=warped_mask_weight(epoch, cfg.mask_epoch, loss_cfg),
+    )

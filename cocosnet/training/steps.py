@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..config import ModelConfig, TrainConfig
+from ..config import TrainConfig
 from ..losses.objective import GeneratorInputs, Objective
 from ..models.correspondence import CorrespondenceNet, CorrespondenceOutput
 from ..models.discriminator import MultiscaleDiscriminator
@@ -78,15 +78,15 @@ def _grad_norm(params: list[nn.Parameter]) -> Tensor:
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(grad) for grad in grads]))
 
 
 class Trainer:
-    """The networks, their optimisers and the two steps."""
+    """The networks, their optimisers and the two steps. What the networks compute besides the
+    fake (ground-truth features, the cycle warp) is what ``objective`` needs."""
 
     def __init__(
         self,
-        model_cfg: ModelConfig,
         train_cfg: TrainConfig,
         objective: Objective,
         generator: Generator,
@@ -95,12 +95,8 @@ class Trainer:
         device: torch.device,
         ddp: bool = False,
     ):
-        self.model_cfg, self.cfg, self.objective, self.device = (
-            model_cfg,
-            train_cfg,
-            objective,
-            device,
-        )
+        self.objective, self.device = objective, device
+        self.base_lr_g, self.base_lr_d = train_cfg.lr_g, train_cfg.lr_d
         if ddp and device.type == "cuda":
             # Batch statistics over all GPUs where the config uses batch norm (the official SPADE
             # "syncbatch" norms when positional normalisation is off); SyncBatchNorm needs CUDA,
@@ -108,31 +104,35 @@ class Trainer:
             generator = nn.SyncBatchNorm.convert_sync_batchnorm(generator)
             discriminator = nn.SyncBatchNorm.convert_sync_batchnorm(discriminator)
         self.generator, self.discriminator = generator.to(device), discriminator.to(device)
-        self.g_params = [p for p in self.generator.parameters() if p.requires_grad]
-        self.d_params = [p for p in self.discriminator.parameters() if p.requires_grad]
-        self.opt_g = torch.optim.Adam(
-            self.g_params,
+        self.generator_params = [p for p in self.generator.parameters() if p.requires_grad]
+        self.discriminator_params = [p for p in self.discriminator.parameters() if p.requires_grad]
+        self.generator_optimizer = torch.optim.Adam(
+            self.generator_params,
             lr=train_cfg.lr_g,
             betas=(train_cfg.beta1, train_cfg.beta2),
             eps=train_cfg.eps_g,
         )
-        self.opt_d = torch.optim.Adam(
-            self.d_params,
+        self.discriminator_optimizer = torch.optim.Adam(
+            self.discriminator_params,
             lr=train_cfg.lr_d,
             betas=(train_cfg.beta1, train_cfg.beta2),
             eps=train_cfg.eps_d,
         )
         self.amp_dtype = _autocast_dtype(train_cfg.amp, device)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
-        # DDP wrappers average gradients across processes; the bare modules stay reachable for
-        # checkpoints and for the frozen discriminator pass of the generator step.
-        self.g_run: nn.Module = self.generator
-        self.d_run: nn.Module = self.discriminator
+        # DDP wrappers average gradients across processes (without DDP: the bare modules); the
+        # bare modules stay reachable for checkpoints and for the frozen discriminator pass of
+        # the generator step.
+        self.generator_ddp: nn.Module = self.generator
+        self.discriminator_ddp: nn.Module = self.discriminator
         if ddp:
-            ids = [device.index] if device.type == "cuda" else None
-
-            self.g_run = nn.parallel.DistributedDataParallel(self.generator, device_ids=ids)
-            self.d_run = nn.parallel.DistributedDataParallel(self.discriminator, device_ids=ids)
+            device_ids = [device.index] if device.type == "cuda" else None
+            self.generator_ddp = nn.parallel.DistributedDataParallel(
+                self.generator, device_ids=device_ids
+            )
+            self.discriminator_ddp = nn.parallel.DistributedDataParallel(
+                self.discriminator, device_ids=device_ids
+            )
         self.step = 0
         # Turns a local flag into "true on any process", so every rank stops together instead of
         # the others waiting forever in the next all-reduce (set by the loop under DDP).
@@ -144,32 +144,39 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def set_lr_factor(self, factor: float) -> None:
-        """Linear decay after ``niter`` (official update_learning_rate), both players alike."""
-        for group in self.opt_g.param_groups:
-            group["lr"] = self.cfg.lr_g * factor
-        for group in self.opt_d.param_groups:
-            group["lr"] = self.cfg.lr_d * factor
+        """Scale both players' learning rates alike (the epoch's :class:`EpochSchedule`)."""
+        for group in self.generator_optimizer.param_groups:
+            group["lr"] = self.base_lr_g * factor
+        for group in self.discriminator_optimizer.param_groups:
+            group["lr"] = self.base_lr_d * factor
+
+    @property
+    def lr_g(self) -> float:
+        """The generator's learning rate now (logged)."""
+        return self.generator_optimizer.param_groups[0]["lr"]
 
     def generator_step(
         self, batch: dict[str, Tensor], *, hide_exemplar_label: bool, warped_mask_weight: float
     ) -> GeneratorResult:
-        obj = self.objective
+        """One Adam step of correspondence + translation against the frozen discriminator;
+        ``hide_exemplar_label`` and ``warped_mask_weight`` come from the epoch's schedule."""
+        objective = self.objective
         self.discriminator.requires_grad_(False)
-        self.opt_g.zero_grad(set_to_none=True)
+        self.generator_optimizer.zero_grad(set_to_none=True)
         with self._autocast():
-            fake, corr = self.g_run(
+            fake, corr = self.generator_ddp(
                 batch["input"],
                 batch["exemplar"],
                 batch["exemplar_input"],
                 hide_exemplar_label=hide_exemplar_label,
-                real_image=batch["image"] if obj.needs_real_features else None,
-                cycle=obj.needs_cycle,
+                real_image=batch["image"] if objective.needs_real_features else None,
+                cycle=objective.needs_cycle,
             )
             pred = self.discriminator(_fake_and_real(batch, fake))
-        b = fake.shape[0]
-        pred_fake = [[f[:b].float() for f in scale] for scale in pred]
-        pred_real = [[f[b:].float() for f in scale] for scale in pred]
-        terms = obj.generator_terms(
+        n = fake.shape[0]  # fakes first, then reals
+        pred_fake = [[f[:n].float() for f in scale] for scale in pred]
+        pred_real = [[f[n:].float() for f in scale] for scale in pred]
+        terms = objective.generator_terms(
             GeneratorInputs(
                 fake=fake.float(),
                 real=batch["image"],
@@ -185,26 +192,27 @@ class Trainer:
         )
         self._check_finite("generator", terms)
         self.scaler.scale(terms["total"]).backward()
-        self.scaler.unscale_(self.opt_g)
-        self._check_grads("generator", self.g_params)
-        self.scaler.step(self.opt_g)
+        self.scaler.unscale_(self.generator_optimizer)
+        self._check_grads("generator", self.generator_params)
+        self.scaler.step(self.generator_optimizer)
         self.discriminator.requires_grad_(True)
         return GeneratorResult({k: v.detach() for k, v in terms.items()}, fake.detach(), corr)
 
     def discriminator_step(self, batch: dict[str, Tensor], fake: Tensor) -> dict[str, Tensor]:
-        self.opt_d.zero_grad(set_to_none=True)
+        """One Adam step of the discriminator on the generator step's (detached) ``fake``."""
+        self.discriminator_optimizer.zero_grad(set_to_none=True)
         with self._autocast():
-            pred = self.d_run(_fake_and_real(batch, fake.detach()))
-        b = fake.shape[0]
+            pred = self.discriminator_ddp(_fake_and_real(batch, fake.detach()))
+        n = fake.shape[0]  # fakes first, then reals
         terms = self.objective.discriminator_terms(
-            [[f[b:].float() for f in scale] for scale in pred],
-            [[f[:b].float() for f in scale] for scale in pred],
+            [[f[n:].float() for f in scale] for scale in pred],
+            [[f[:n].float() for f in scale] for scale in pred],
         )
         self._check_finite("discriminator", terms)
         self.scaler.scale(terms["total"]).backward()
-        self.scaler.unscale_(self.opt_d)
-        self._check_grads("discriminator", self.d_params)
-        self.scaler.step(self.opt_d)
+        self.scaler.unscale_(self.discriminator_optimizer)
+        self._check_grads("discriminator", self.discriminator_params)
+        self.scaler.step(self.discriminator_optimizer)
         self.scaler.update()
         return {k: v.detach() for k, v in terms.items()}
 
@@ -227,15 +235,15 @@ class Trainer:
         return {
             "generator": self.generator.state_dict(),
             "discriminator": self.discriminator.state_dict(),
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
+            "opt_g": self.generator_optimizer.state_dict(),
+            "opt_d": self.discriminator_optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.load_state_dict(state["generator"])
         self.discriminator.load_state_dict(state["discriminator"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
+        self.generator_optimizer.load_state_dict(state["opt_g"])
+        self.discriminator_optimizer.load_state_dict(state["opt_d"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])

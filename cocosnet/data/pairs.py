@@ -23,9 +23,11 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 import pyarrow as pa
 
-from ..data.manifest import SPLITS
-from ..io import atomic_path
+from ..files import atomic_path
 from ..tables import MAX_SHOWN, read_table, summarize_problems, write_table
+from .manifest import SPLITS
+
+PAIRS = "pairs.parquet"  # a pair list's conventional name (the index stage's output)
 
 SCHEMA = pa.schema(
     [

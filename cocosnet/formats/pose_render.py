@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..io import atomic_path
+from ..files import atomic_path
 from .pose_decode import LIMBS, NUM_PARTS, SUBSET_COLUMNS
 
 # OpenPose part colours, used as BGR on the canvas (as the port's draw_bodypose).

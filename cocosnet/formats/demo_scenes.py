@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cocosnet.io import atomic_path
+from ..files import atomic_path
 
 DEMO_CLASSES = ("sky", "water", "ground", "vegetation", "building", "road", "rock", "object")
 SKY, WATER, GROUND, VEGETATION, BUILDING, ROAD, ROCK, OBJECT = range(8)

@@ -21,8 +21,6 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from ..retrieval.pairs import check_pairs
-
 KINDS = ("hard", "top1", "self")
 
 
@@ -59,8 +57,7 @@ class ExemplarSampler:
         self.probabilities = {"hard": float(p_hard), "top1": float(p_top1), "self": float(p_self)}
         self._cum_hard = float(p_hard)
         self._cum_top1 = float(p_hard) + float(p_top1)
-        rows = list(pairs_rows)
-        check_pairs(rows)
+        rows = list(pairs_rows)  # validated where they were read (data.pairs.read_pairs)
         best: dict[str, tuple[int, str]] = {}
         worst: dict[str, tuple[int, str]] = {}
         for row in rows:

@@ -1,0 +1,145 @@
+"""What train@DS reports: its MLflow run (a new one, or the interrupted run continued), the
+summary metrics/train_DS.json, the loss curve metrics/train_curve_DS.csv and the warp accuracy
+of the trained correspondence on held-out pairs.
+
+``cocosnet.tracking`` (MLflow) is imported where it is used: only rank 0 tracks.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..config import RuntimeConfig, TrackingConfig
+from ..data.examples import PairExamples
+from ..metrics.correspondence import warp_accuracy
+from .checkpoint import PreviousRun
+from .loop import TrainResult
+
+if TYPE_CHECKING:
+    from ..tracking import Tracker
+
+
+def mlflow_params(resolved: Mapping[str, Any]) -> dict[str, str]:
+    """What a training run logs as MLflow params: the sections its result depends on."""
+    from .. import tracking
+
+    return tracking.flatten_params({k: resolved[k] for k in ("model", "loss", "train")})
+
+
+def continued_run_id(previous: PreviousRun | None, resolved: Mapping[str, Any]) -> str | None:
+    """The MLflow run of ``previous`` where its params stay the same; else None, a new run (a
+    longer max_steps, say, continues the checkpoint in a new run: MLflow params cannot change)."""
+    if previous is None or not previous.run_id:
+        return None
+    if mlflow_params(previous.config) != mlflow_params(resolved):
+        return None
+    return previous.run_id
+
+
+def start_tracking(
+    tracking_cfg: TrackingConfig,
+    runtime: RuntimeConfig,
+    resolved: Mapping[str, Any],
+    *,
+    dataset: str,
+    condition: str,
+    code_digest: str,
+    no_vgg_reason: str | None,
+    previous: PreviousRun | None,
+    repo: Path,
+) -> Tracker:
+    """The MLflow run of train@``dataset`` (continued, see :func:`continued_run_id`), tagged with
+    where the run stands and with the resolved config as config.json."""
+    from .. import tracking
+
+    run_id = continued_run_id(previous, resolved)
+    tags = {
+        tracking.TAG_GIT_COMMIT: tracking.git_commit(repo) or "unknown",
+        tracking.TAG_DVC_STAGE: f"train@{dataset}",
+        "dataset": dataset,
+        "condition": condition,
+        "code_digest": code_digest,
+        "vgg_losses": "off: " + no_vgg_reason if no_vgg_reason else "on",
+    }
+    tags |= {f"runtime.{k}": str(v) for k, v in runtime.model_dump().items()}
+    if previous is not None and run_id is None:
+        tags["resumed_from_checkpoint"] = f"{previous.path} (run {previous.run_id or ''})"
+    tracker = tracking.Tracker(
+        tracking.resolve_tracking_uri(tracking_cfg.uri, repo),
+        tracking_cfg.experiment,
+        run_name=f"train@{dataset}",
+        run_id=run_id,
+        tags=tags,
+        params=mlflow_params(resolved),
+        flush_every=max(1, 50 // runtime.log_every),
+    )
+    tracker.log_dict(resolved, "config.json")
+    return tracker
+
+
+def held_out_accuracy(
+    export_dir: Path, pairs: PairExamples, *, object_classes: tuple[int, ...], seed: int
+) -> dict:
+    """Warp accuracy of the exported correspondence network on held-out ``pairs``."""
+    from ..models.export import load_generator
+
+    _, corr, _ = load_generator(export_dir)
+    loader = torch.utils.data.DataLoader(pairs, batch_size=16)
+    torch.manual_seed(seed)  # the noise that stands in for the hidden mask
+    return warp_accuracy(corr, loader, object_classes=object_classes)
+
+
+def finish_tracking(tracker: Tracker, result: TrainResult, held_out: dict | None) -> None:
+    """Log the held-out accuracy, the exported model and the last checkpoint; close the run."""
+    if held_out is not None:
+        numbers = {f"eval/{k}": float(v) for k, v in held_out.items() if isinstance(v, int | float)}
+        tracker.log_metrics({k: v for k, v in numbers.items() if v == v}, result.steps)  # no NaN
+    tracker.log_artifact(result.export_dir, "model")
+    if result.checkpoint is not None:
+        tracker.log_artifact(result.checkpoint, "checkpoints")
+    tracker.close("FINISHED")
+
+
+def train_summary(
+    dataset: str,
+    result: TrainResult,
+    *,
+    run_id: str,
+    no_vgg_reason: str | None,
+    held_out: dict | None,
+) -> dict[str, Any]:
+    """metrics/train_DS.json: the run, its length and time, the loss set and the last logged
+    values (rounded), and the held-out accuracy where the dataset has label maps."""
+    summary = {
+        "dataset": dataset,
+        "mlflow_run_id": run_id,
+        "steps": result.steps,
+        "epochs": result.epochs_started,
+        "resumed_from_step": result.resumed_from,
+        "seconds": round(result.seconds, 1),
+        "losses": result.loss_set,
+        "vgg_losses_off_reason": no_vgg_reason,
+        "final": {
+            k: round(v, 5) for k, v in (result.history[-1] if result.history else {}).items()
+        },
+    }
+    if held_out is not None:
+        summary["held_out"] = held_out
+    return summary
+
+
+def curve_csv(history: list[dict[str, float]]) -> str:
+    """The logged values of every logged step, one row per step (a DVC plot)."""
+    keys = sorted({k for row in history for k in row} - {"step"})
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["step", *keys])
+    for row in history:
+        writer.writerow([int(row["step"]), *(row.get(k, "") for k in keys)])
+    return out.getvalue()
