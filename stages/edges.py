@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 
 from cocosnet.preprocess.edges import edge_maps_for_dataset
-from stages._common import dataset_paths, load_params, run_dataset_stage
+from stages._common import load_params, require_prepared, run_dataset_stage
 from stages._datasets import adapter
 
 STAGE = "edges"
@@ -15,7 +15,7 @@ STAGE = "edges"
 
 def main(dataset: str, params_path: str = "params.yaml") -> None:
     params = load_params(STAGE, params_path)
-    paths, cfg = dataset_paths(params, dataset), params.preprocess.edges
+    paths, cfg = require_prepared(STAGE, params, dataset), params.preprocess.edges
     encoding = adapter(STAGE, dataset).edge_encoding
 
     def build(out):

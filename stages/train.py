@@ -22,6 +22,7 @@ from pathlib import Path
 from cocosnet.config import Params
 from cocosnet.data.examples import heldout_pairs
 from cocosnet.data.registry import adapter_for
+from cocosnet.data.sample import SampleLoader
 from cocosnet.files import write_text_atomic
 from cocosnet.models.vgg import load_vgg19
 from cocosnet.sourcecode import import_closure
@@ -55,11 +56,13 @@ def _vgg(params: Params, weights_dir: str):
         return None, str(err).splitlines()[0]
 
 
-def _held_out_accuracy(params: Params, dataset: str, export_dir: Path) -> dict:
+def _held_out_accuracy(
+    params: Params, dataset: str, loader: SampleLoader, export_dir: Path
+) -> dict:
     """Warp accuracy of the exported model on DS's held-out pairs (train@DS's quick check)."""
     paths = dataset_paths(params, dataset)
     pairs = heldout_pairs(
-        sample_loader(params, dataset, params.model.semantic_nc),
+        loader,
         paths.manifest,
         paths.pairs,
         image_size=params.model.image_size,
@@ -149,7 +152,7 @@ def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "wei
         raise SystemExit(f"train: interrupted at step {result.steps}; rerun to resume")
     held_out = None
     if loader.condition == "label":
-        held_out = _held_out_accuracy(params, dataset, result.export_dir)
+        held_out = _held_out_accuracy(params, dataset, loader, result.export_dir)
     summary = train_summary(
         dataset, result, run_id=tracker.run_id, no_vgg_reason=no_vgg_reason, held_out=held_out
     )

@@ -10,10 +10,9 @@ from safetensors.torch import load_file
 from cocosnet.cli import main
 from cocosnet.config import model_config
 from cocosnet.models.export import FILES, load_generator
-from cocosnet.models.factory import build_correspondence
+from cocosnet.models.factory import build_correspondence, build_discriminator
 from cocosnet.models.official import (
     OfficialCheckpointError,
-    import_official_discriminator,
     key_map,
     load_official_state,
     read_official_checkpoint,
@@ -69,7 +68,11 @@ def test_official_discriminator_imports_without_its_unused_decoder(tmp_path):
     assert any(".dec." in k for k in state)
     path = tmp_path / "latest_net_D.pth"
     torch.save(state, path)
-    disc = import_official_discriminator(model_config({"preset": "paper_ade20k"}), path)
+    cfg = model_config({"preset": "paper_ade20k"})
+    disc = build_discriminator(cfg, init=False)  # the official netD's keys map onto ours
+    load_official_state(
+        disc, read_official_checkpoint(path), "discriminator", str(path), cfg.n_layers_d
+    )
     n = sum(
         v.numel() for k, v in state.items() if ".dec." not in k and not k.endswith(("_u", "_v"))
     )

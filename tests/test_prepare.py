@@ -99,3 +99,13 @@ def test_validation_is_identical_for_one_worker_two_workers_and_dask(mixed_root)
         )
     assert serial == pooled == dask
     assert [r["id"] for r in serial.rows] == ["a", "c"]
+
+
+def test_every_dataset_params_can_name_has_an_adapter():
+    from typing import get_args
+
+    from cocosnet.config.data import DatasetName
+    from cocosnet.data.registry import ADAPTERS
+
+    assert set(get_args(DatasetName)) == set(ADAPTERS)
+    assert all(name == adapter.name for name, adapter in ADAPTERS.items())

@@ -1,6 +1,6 @@
 """Every paper preset carries the official recipe: the values below are copied from the official
 train commands (microsoft/CoCosNet README), its options and dataset classes, and
-../shared/REFERENCE.md, not from cocosnet/config.py."""
+../shared/REFERENCE.md, not from cocosnet/config/."""
 
 from __future__ import annotations
 

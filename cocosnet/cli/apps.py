@@ -14,20 +14,28 @@ def add_apps(sub) -> None:
     and the runtime options."""
     from ..inference import DOMAINS
 
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--checkpoint", required=True, help="exported model dir (model.json)")
-    common.add_argument("--domain", default="auto", choices=DOMAINS, help="mask kind (auto: guess)")
-    common.add_argument("--device", default="cpu")
-    common.add_argument("--seed", type=int, default=0, help="noise standing in for a hidden mask")
-    add_runtime_args(common)
-    add_edit(sub, common)
-    add_makeup(sub, common)
-    add_correspond(sub, common)
+    shared_options = argparse.ArgumentParser(add_help=False)
+    shared_options.add_argument(
+        "--checkpoint", required=True, help="exported model dir (model.json)"
+    )
+    shared_options.add_argument(
+        "--domain", default="auto", choices=DOMAINS, help="mask kind (auto: guess)"
+    )
+    shared_options.add_argument("--device", default="cpu")
+    shared_options.add_argument(
+        "--seed", type=int, default=0, help="noise standing in for a hidden mask"
+    )
+    add_runtime_args(shared_options)
+    add_edit(sub, shared_options)
+    add_makeup(sub, shared_options)
+    add_correspond(sub, shared_options)
 
 
-def add_edit(sub, common: argparse.ArgumentParser) -> None:
+def add_edit(sub, shared_options: argparse.ArgumentParser) -> None:
     ed = sub.add_parser(
-        "edit", parents=[common], help="re-synthesise a photo from its edited mask (self-exemplar)"
+        "edit",
+        parents=[shared_options],
+        help="re-synthesise a photo from its edited mask (self-exemplar)",
     )
     ed.add_argument("--photo", required=True, help="the photo, used as its own exemplar")
     ed.add_argument("--mask", required=True, help="the photo's mask (same size)")
@@ -50,9 +58,9 @@ def run_edit(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_makeup(sub, common: argparse.ArgumentParser) -> None:
+def add_makeup(sub, shared_options: argparse.ArgumentParser) -> None:
     mk = sub.add_parser(
-        "makeup", parents=[common], help="transfer strokes drawn on one portrait to others"
+        "makeup", parents=[shared_options], help="transfer strokes drawn on one portrait to others"
     )
     mk.add_argument("--source", required=True, help="the clean source portrait")
     mk.add_argument("--source-mask", required=True, help="the source portrait's mask")
@@ -102,9 +110,9 @@ def run_makeup(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_correspond(sub, common: argparse.ArgumentParser) -> None:
+def add_correspond(sub, shared_options: argparse.ArgumentParser) -> None:
     co = sub.add_parser(
-        "correspond", parents=[common], help="match input points on the exemplar; draw them"
+        "correspond", parents=[shared_options], help="match input points on the exemplar; draw them"
     )
     co.add_argument("--input", required=True, help="input mask/edges/pose")
     co.add_argument("--exemplar", required=True, help="exemplar photo")

@@ -11,7 +11,7 @@ from .base import _Section
 
 
 class DemoDataConfig(_Section):
-    """The embedded demo dataset (cocosnet/preprocess/demo.py)."""
+    """The embedded demo dataset (cocosnet/formats/demo_scenes.py)."""
 
     n_train: int = Field(300, ge=1)
     n_val: int = Field(60, ge=1)

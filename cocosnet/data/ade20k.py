@@ -20,7 +20,7 @@ the path of a text file with one id per line (``ADE_train_00000001``; a file nam
 as ``images/training/ADE_train_00000001.jpg`` is reduced to its stem; blank lines and lines
 starting with ``#`` are ignored).  A filter that keeps nothing is an error.
 
-:func:`prepare_ade20k` stores images and labels resized into ``out_root`` (see
+:class:`ADE20kAdapter` stores images and labels resized into ``out_root`` (see
 :mod:`cocosnet.data.folder`); note that the official training resizes to 286 x 286 and crops
 256, so use ``size >= 286`` if that augmentation is to be reproduced from the stored files.
 """

@@ -14,7 +14,7 @@ glasses (merged in :data:`PARTS` order, later parts drawn over earlier ones; the
 merge order is not published), and the glasses mask is kept apart and written onto channel 16
 of the one-hot input, over the parts (:func:`celebahq_input_channels`).
 
-:func:`prepare_celebahq` writes ``out_root/images/<N>.png``, ``out_root/labels/<N>.png`` (the
+:class:`CelebAHQAdapter` writes ``out_root/images/<N>.png``, ``out_root/labels/<N>.png`` (the
 merged map, mode L) and ``out_root/glasses/<N>.png`` (0/255) resized to ``size`` (see
 :mod:`cocosnet.data.store`), then indexes them.
 """

@@ -20,7 +20,7 @@ from torch import nn
 from ..config import ModelConfig
 from ..files import load_tensor_state
 from .export import save_generator
-from .factory import build_correspondence, build_discriminator, build_translation
+from .factory import build_correspondence, build_translation
 
 NetKind = Literal["correspondence", "translation", "discriminator"]
 
@@ -158,12 +158,3 @@ def import_official(
     load_official_state(corr, read_official_checkpoint(corr_path), "correspondence", str(corr_path))
     load_official_state(gen, read_official_checkpoint(gen_path), "translation", str(gen_path))
     return save_generator(out_dir, cfg, corr.eval(), gen.eval())
-
-
-def import_official_discriminator(cfg: ModelConfig, path: str | Path) -> nn.Module:
-    """Import an official netD (not released, but written by the official training code)."""
-    disc = build_discriminator(cfg, init=False)
-    load_official_state(
-        disc, read_official_checkpoint(path), "discriminator", str(path), cfg.n_layers_d
-    )
-    return disc

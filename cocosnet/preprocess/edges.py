@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from ..config import EdgesConfig
+from ..data.celebahq import GLASSES_DIR, PART_IDS
 from ..data.manifest import inside_root, read_manifest
 from ..data.prepare import MANIFEST
 from ..files import atomic_path
@@ -170,7 +171,6 @@ def _celebahq_encoding_file(task: tuple[str, str, str, str, EdgesConfig, int]) -
     glasses mask, written as ``<id>.npz`` (key ``edges``, H x W x 15 uint8)."""
     image_path, label_path, glasses_path, out_path, cfg, max_pixels = task
     # Imported here: the adapter module imports torch, which would slow every worker's start-up.
-    from ..data.celebahq import PART_IDS
 
     label = read_label(label_path, max_pixels=max_pixels)
     parts = {n: (label == PART_IDS[n]).astype(np.uint8) * 255 for n in INNER_PARTS if n != "eye_g"}
@@ -217,7 +217,7 @@ def edge_maps_for_dataset(
             (
                 str(inside_root(dataset_dir, row["image"])),
                 str(inside_root(dataset_dir, row["label"])),
-                str(inside_root(dataset_dir, f"glasses/{row['id']}.png")),
+                str(inside_root(dataset_dir, f"{GLASSES_DIR}/{row['id']}.png")),
                 str(inside_root(out_dir, f"{row['id']}.npz")),
                 cfg,
                 max_pixels,

@@ -21,8 +21,6 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-KINDS = ("hard", "top1", "self")
-
 
 class ExemplarSampler:
     """Choose an exemplar per query from validated pair rows (see the module docstring)."""
