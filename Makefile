@@ -12,7 +12,7 @@ export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: repro test test-slow bench bench-inference lint lock clean-venv ui test-ui plots flow
+.PHONY: repro test test-slow bench bench-inference bench-concurrency lint lock clean-venv ui test-ui plots flow
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/warp.py
+
+# The demo training step alone, then 2 and 4 processes at once, with and without the thread
+# budget (~5 min on 2 CPU cores): bench/results/concurrency.json
+bench-concurrency: $(STAMP)
+	$(BIN)/python bench/concurrency.py
 
 # End-to-end inference of the paper model, naive float32 vs the optimised runtimes (~15 min on
 # 2 CPU cores): bench/results/inference.json

@@ -2,7 +2,9 @@
 
 Results always come back in input order, so a stage's output does not depend on how the work
 was spread. The function and the items must be picklable (a module-level function and plain
-data); workers are started with ``spawn`` so they never inherit a half-initialised thread pool.
+data); workers are started with ``spawn`` so they never inherit a half-initialised thread pool,
+and each gets its share of this process's threads (:mod:`cocosnet.cores`), so ``workers``
+processes never ask for ``workers`` x the cores.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
 
 from tqdm import tqdm
+
+from .cores import limit_threads, process_threads, thread_budget
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -34,7 +38,10 @@ def parallel_map(
     if workers <= 1 or len(items) <= 1:
         return [fn(x) for x in tqdm(items, desc=desc, leave=False)]
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    threads = thread_budget(workers, process_threads())
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=limit_threads, initargs=(threads,)
+    ) as pool:
         results = pool.map(fn, items, chunksize=max(1, chunksize))
         return list(tqdm(results, total=len(items), desc=desc, leave=False))
 

@@ -27,12 +27,14 @@ import argparse
 import os
 import subprocess
 import threading
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import chdir, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from cocosnet.cores import budget_env
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,16 @@ class DvcProject:
             repo.commit(stage.target(self.root), force=True)
 
 
+def concurrency(dag: Mapping[str, Stage]) -> dict[str, int]:
+    """How many stages may run beside each stage: the stages at its depth in the DAG (depth:
+    the longest chain of upstream stages), which wait for nothing the others wait for."""
+    depth: dict[str, int] = {}
+    for name, stage in dag.items():  # upstream first
+        depth[name] = 1 + max((depth[up] for up in stage.upstream), default=-1)
+    width = Counter(depth.values())
+    return {name: width[depth[name]] for name in dag}
+
+
 def shell_command(cmd: str) -> list[str]:
     """`cmd` for the user's shell without its rc files, as `dvc repro` runs it."""
     shell = os.environ.get("SHELL") or "/bin/sh"
@@ -170,12 +182,19 @@ def shell_command(cmd: str) -> list[str]:
 
 
 def run_commands(
-    stage: Stage, root: str | os.PathLike, log: Callable[[str], object] = print, tail: int = 20
+    stage: Stage,
+    root: str | os.PathLike,
+    log: Callable[[str], object] = print,
+    tail: int = 20,
+    threads: int | None = None,
 ) -> None:
     """Step 2: run the stage's commands, passing each line they print (stdout and stderr) to
-    `log`; raises `StageFailed` with the last `tail` lines when a command exits non-zero."""
+    `log`; raises `StageFailed` with the last `tail` lines when a command exits non-zero.
+    ``threads``: the stage's share of the cores (None: all of this process's)."""
     root = Path(root).resolve()
     env = dict(os.environ, DVC_ROOT=str(root), DVC_STAGE=stage.name, PYTHONUNBUFFERED="1")
+    if threads is not None:
+        env = budget_env(threads, env)
     for cmd in stage.cmd:
         log(f"> {cmd}")
         last: deque[str] = deque(maxlen=tail)

@@ -29,7 +29,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from pipeline.dag import DvcProject, Stage, describe, read_dag, run_commands
+from cocosnet.cores import current_budget, thread_budget
+from cocosnet.cores import describe as describe_share
+from pipeline.dag import DvcProject, Stage, concurrency, describe, read_dag, run_commands
 
 RAN, SKIPPED, FAILED, NOT_RUN = "ran", "skipped", "failed", "not run"
 
@@ -68,18 +70,33 @@ class PipelineFailed(RuntimeError):
 
 
 @task(name="dvc-stage", cache_policy=NO_CACHE, persist_result=False)
-def run_stage(project: DvcProject, stage: Stage, force: bool = False) -> str:
-    """Run one stage if DVC says it is out of date, and record it: 'ran' or 'skipped'."""
+def run_stage(
+    project: DvcProject, stage: Stage, force: bool = False, threads: int | None = None
+) -> str:
+    """Run one stage if DVC says it is out of date, and record it: 'ran' or 'skipped'.
+    ``threads``: its share of the cores."""
     log = get_run_logger()
     changes = project.begin(stage, force=force)
     if changes is None:
         log.info("%s is up to date: skipped", stage.name)
         return SKIPPED
     log.info("%s: %s", stage.name, describe(changes))
-    run_commands(stage, project.root, log=log.info)
+    run_commands(stage, project.root, log=log.info, threads=threads)
     project.commit(stage)
     log.info("%s: committed to dvc.lock", stage.name)
     return RAN
+
+
+def _thread_shares(dag: dict[str, Stage], max_workers: int, log) -> dict[str, int]:
+    """Each stage's share of this process's cores: divided among the stages that may run
+    beside it (never more than ``max_workers``), so concurrent stages do not fight."""
+    total = current_budget(os.environ)
+    shares = {}
+    for name, beside in concurrency(dag).items():
+        at_once = min(max_workers, beside)
+        shares[name] = thread_budget(at_once, total)
+        log.info("%s: %s", name, describe_share(at_once, shares[name], total))
+    return shares
 
 
 @flow(name="dvc-repro")
@@ -96,6 +113,7 @@ def repro(
     project = DvcProject(root)
     dag = read_dag(project.root, targets or ())
     log.info("%d stages from DVC: %s", len(dag), ", ".join(dag))
+    threads = _thread_shares(dag, max_workers, log)
     futures = {}
     # Tasks are submitted upstream first and each waits for its upstream futures in its worker
     # thread; a thread only ever waits on tasks submitted before it, so a small pool cannot
@@ -107,7 +125,7 @@ def repro(
             )
             futures[name] = runner.submit(
                 stage_task,
-                {"project": project, "stage": stage, "force": force},
+                {"project": project, "stage": stage, "force": force, "threads": threads[name]},
                 wait_for=[futures[up] for up in stage.upstream],
             )
         wait(list(futures.values()))

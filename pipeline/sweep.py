@@ -36,6 +36,8 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from cocosnet.cores import budget_env, current_budget, describe, thread_budget
+
 PARAMS_FILE = "params.yaml"
 DVC = [sys.executable, "-m", "dvc"]  # the dvc of this environment, whatever PATH says
 
@@ -74,12 +76,21 @@ def queue_variant(root: Path, name: str, variant: Mapping[str, Any]) -> str:
 def run_queue(root: Path, jobs: int) -> None:
     """`dvc exp run --run-all -j JOBS`: runs the queue and returns when it is empty."""
     log = get_run_logger()
-    returncode = _follow([*DVC, "exp", "run", "--run-all", "-j", str(jobs)], root, log.info)
+    total = current_budget(os.environ)
+    threads = thread_budget(jobs, total)
+    log.info("experiments: %s", describe(jobs, threads, total))
+    env = budget_env(threads, os.environ)  # the queue's workers inherit it
+    returncode = _follow([*DVC, "exp", "run", "--run-all", "-j", str(jobs)], root, log.info, env)
     if returncode:
         raise RuntimeError(f"`dvc exp run --run-all` exited with {returncode}")
 
 
-def _follow(args: Sequence[str], root: Path, log: Callable[[str], object]) -> int:
+def _follow(
+    args: Sequence[str],
+    root: Path,
+    log: Callable[[str], object],
+    env: Mapping[str, str] | None = None,
+) -> int:
     """Run a command, passing its output lines to `log` as they come; its exit status.
 
     The output goes through a file, not a pipe: DVC's queue workers inherit the command's stdout
@@ -88,7 +99,7 @@ def _follow(args: Sequence[str], root: Path, log: Callable[[str], object]) -> in
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "output.log"
         with open(path, "wb") as sink, open(path, errors="replace") as source:
-            proc = subprocess.Popen(args, cwd=root, stdout=sink, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(args, cwd=root, env=env, stdout=sink, stderr=subprocess.STDOUT)
             pending = ""
             while True:
                 done = proc.poll() is not None

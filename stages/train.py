@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cocosnet.config import Params
+from cocosnet.cores import budget_env, current_budget, describe, thread_budget
 from cocosnet.data.examples import heldout_pairs
 from cocosnet.data.registry import adapter_for
 from cocosnet.data.sample import SampleLoader
@@ -95,7 +96,10 @@ def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "wei
         cmd = distributed.torchrun_command(
             cfg, runtime, ["stages.train", dataset, params_path, weights_dir]
         )
-        raise SystemExit(subprocess.call(cmd))
+        total = current_budget(os.environ)
+        threads = thread_budget(cfg.nproc_per_node, total)  # the ranks of this node share it
+        print(f"train: {describe(cfg.nproc_per_node, threads, total)}", flush=True)
+        raise SystemExit(subprocess.call(cmd, env=budget_env(threads, os.environ)))
     info = distributed.dist_info_from(os.environ)
     paths = dataset_paths(params, dataset)
     loader = sample_loader(params, dataset, params.model.semantic_nc)

@@ -18,6 +18,7 @@ import torch
 import yaml
 
 from cocosnet.config import RuntimeConfig, parse_params
+from cocosnet.cores import budget_env, thread_budget
 from cocosnet.models.factory import build_correspondence, build_discriminator, build_translation
 from cocosnet.training.checkpoint import list_checkpoints, load_checkpoint
 from cocosnet.training.data import training_examples
@@ -81,7 +82,8 @@ def _worker(data_root, out_dir, overrides, *, torchrun: int = 0, **popen):
         cmd += [f"--nproc-per-node={torchrun}", *args]
     else:
         cmd = [sys.executable, *args]
-    env = os.environ | {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    # The ranks share the cores (and the test process waits meanwhile).
+    env = budget_env(thread_budget(max(1, torchrun)), os.environ | {"PYTHONPATH": str(REPO)})
     return subprocess.Popen(cmd, cwd=REPO, env=env, **popen)
 
 
