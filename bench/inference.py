@@ -4,7 +4,8 @@ Variants, each in a fresh subprocess (so peak memory is its own), on the same ma
 same run:
 
 * ``baseline``: eager, float32, the ``naive`` warp (materialised correlation), ``torch.no_grad``,
-  spectral norm recomputed per call: the official implementation's way;
+  spectral norm recomputed per call, the one-hot label map convolved densely (no gathers,
+  :mod:`cocosnet.models.label_conv`): the official implementation's way;
 * ``fused``: :class:`cocosnet.models.runtime.GeneratorRuntime` in float32 (inference mode,
   spectral norm folded, fused warp);
 * ``fused_cl``: the same, channels-last;
@@ -13,14 +14,17 @@ same run:
 * ``bf16_cl``: bfloat16 weights and activations, channels-last (norm statistics and the warp's
   softmax in float32);
 * ``bf16_cl_compiled``: the same through ``torch.compile`` (the first call, which compiles, is
-  reported separately).
+  reported separately);
+* ``gram``, ``bf16_cl_gram``: ``fused`` and ``bf16_cl`` with the correlation as shifted Gram
+  sums of the 256-d features (``model.warp_impl: gram``, :mod:`cocosnet.models.gram`).
 
 For each: median latency per batch and per image, peak memory (CPU: the process's RSS
 high-water mark; CUDA: peak allocated), and the output's max/mean absolute difference and PSNR
-against the baseline. The floor is the model's FLOPs per image (torch.utils.flop_counter) over
-this machine's measured matmul rate in the variant's precision. With ``--trained DIR`` the
-bfloat16 cost is also measured on a trained export (the demo model) on real inputs: random
-weights give softer correlations than trained ones.
+against the baseline. The floor is the model's FLOPs per image (torch.utils.flop_counter; dense for
+the baseline, with the one-hot gathers for the others) over this machine's measured matmul rate
+in the variant's precision. With ``--trained DIR`` the bfloat16 cost is also measured on a
+trained export (the demo model) on real inputs: random weights give softer correlations than
+trained ones.
 
 Random-init weights of the real architecture (timing and numerical deviation only). Writes
 bench/results/inference.json (or --out).
@@ -46,7 +50,16 @@ import torch
 from machine import peak_mib, torch_machine  # bench/machine.py, beside this script
 
 RESULTS = Path(__file__).resolve().parent / "results" / "inference.json"
-VARIANTS = ["baseline", "fused", "fused_cl", "bf16_autocast", "bf16_cl", "bf16_cl_compiled"]
+VARIANTS = [
+    "baseline",
+    "fused",
+    "fused_cl",
+    "gram",
+    "bf16_autocast",
+    "bf16_cl",
+    "bf16_cl_gram",
+    "bf16_cl_compiled",
+]
 
 
 def _inputs(cfg, batch: int, device: str):
@@ -79,18 +92,23 @@ def _sync(device: str) -> None:
 
 def run_variant(variant: str, batch: int, runs: int, corr_size: int, device: str, out: Path):
     """Child process: time one variant; the output tensor goes to ``out`` for the parent."""
+    from cocosnet.models.label_conv import set_one_hot_gather
     from cocosnet.models.runtime import GeneratorRuntime, RuntimeOptions
 
-    cfg, corr, gen = _nets("naive" if variant == "baseline" else "fused", corr_size, device)
+    impl = "naive" if variant == "baseline" else "gram" if "gram" in variant else "fused"
+    cfg, corr, gen = _nets(impl, corr_size, device)
+    mode = "fused" if variant == "gram" else variant.removesuffix("_gram")  # runtime options
     label, exemplar, ex_label = _inputs(cfg, batch, device)
-    if variant == "baseline":
+    if mode == "baseline":
+        set_one_hot_gather(corr, False)
+        set_one_hot_gather(gen, False)
 
         @torch.no_grad()
         def forward():
             warp = corr(label, exemplar, ex_label)
             return gen(label, warp.warped)
 
-    elif variant == "bf16_autocast":
+    elif mode == "bf16_autocast":
         runtime = GeneratorRuntime(corr, gen)
         autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
@@ -100,9 +118,9 @@ def run_variant(variant: str, batch: int, runs: int, corr_size: int, device: str
 
     else:
         options = RuntimeOptions(
-            "bfloat16" if variant.startswith("bf16") else "float32",
-            channels_last=variant.endswith(("_cl", "_cl_compiled")),
-            compile=variant.endswith("_compiled"),
+            "bfloat16" if mode.startswith("bf16") else "float32",
+            channels_last=mode.endswith(("_cl", "_cl_compiled")),
+            compile=mode.endswith("_compiled"),
         )
         runtime = GeneratorRuntime(corr, gen, options)
 
@@ -156,14 +174,18 @@ def compare(out: torch.Tensor, reference: torch.Tensor) -> dict:
     }
 
 
-def count_flops(corr_size: int) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
+def _flops_key(variant: str) -> str:
+    """Which FLOP count a variant computes: dense (the official way), with the one-hot gathers,
+    or with the gathers and the Gram correlation."""
+    return "dense" if variant == "baseline" else "total_with_gram" if "gram" in variant else "total"
 
-    cfg, corr, gen = _nets("naive", corr_size, "cpu")
-    label, exemplar, ex_label = _inputs(cfg, 1, "cpu")
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        gen(label, corr(label, exemplar, ex_label).warped)
-    return counter.get_total_flops()
+
+def count_flops(corr_size: int) -> dict[str, int]:
+    """FLOPs per image, dense and with the one-hot gathers (cocosnet model-info's count)."""
+    from cocosnet.config import model_config
+    from cocosnet.models.factory import generator_flops
+
+    return generator_flops(model_config({"preset": "paper_ade20k", "corr_size": corr_size}))
 
 
 def matmul_rate(dtype: torch.dtype, device: str, n: int = 4096, repeats: int = 5) -> float:
@@ -228,7 +250,8 @@ def main() -> None:
         for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16))
     }
     print(
-        f"{torch_machine(args.device)['device']}: FLOPs per image {flops / 1e9:.1f} G; matmul "
+        f"{torch_machine(args.device)['device']}: FLOPs per image {flops['dense'] / 1e9:.1f} G "
+        f"dense, {flops['total'] / 1e9:.1f} G with one-hot gathers; matmul "
         f"GFLOP/s fp32 {rates['float32'] / 1e9:.0f}, bf16 {rates['bfloat16'] / 1e9:.0f}"
     )
     rows = []
@@ -248,7 +271,8 @@ def main() -> None:
                 rate = rates["bfloat16" if variant.startswith("bf16") else "float32"]
                 row |= compare(out, reference) | {
                     "vs": base["variant"],
-                    "floor_s_per_image": flops / rate,
+                    "floor_s_per_image": flops[_flops_key(variant)]
+                    / rate,
                     "speedup": base["s_per_image"] / row["s_per_image"],
                     "memory_ratio": row["peak_mib"] / base["peak_mib"],
                 }

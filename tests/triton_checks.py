@@ -55,8 +55,32 @@ def cycle() -> dict:
     return {"out": _relative(back, naive(k, q, naive(q, k, colours)))}
 
 
+def network() -> dict:
+    """The demo correspondence network with ``warp_impl: triton`` against ``naive``: warped
+    exemplar, warped mask and cycle, and the adaptors' gradients."""
+    from cocosnet.config import model_config
+    from cocosnet.models.factory import build_correspondence
+
+    gen = torch.Generator().manual_seed(2)
+    label = torch.nn.functional.one_hot(torch.randint(0, 8, (2, 64, 64), generator=gen), 8)
+    label = label.permute(0, 3, 1, 2).float()
+    exemplar = torch.rand(2, 3, 64, 64, generator=gen) * 2 - 1
+    outputs = {}
+    for impl in ("naive", "triton"):
+        torch.manual_seed(0)
+        net = build_correspondence(model_config({"preset": "demo", "warp_impl": impl}))
+        out = net(label, exemplar, label.flip(-1), cycle=True)
+        loss = out.warped.square().mean() + out.cycle.square().mean()
+        grad = torch.autograd.grad(loss, net.theta.weight)[0]
+        outputs[impl] = (out.warped, out.warped_mask, out.cycle, grad)
+    names = ("warped", "warped_mask", "cycle", "grad_theta")
+    pairs = zip(names, outputs["triton"], outputs["naive"], strict=True)
+    return {name: _relative(a, b.double()) for name, a, b in pairs}
+
+
 if __name__ == "__main__":
     result = {name: check(*shape) for name, shape in CASES.items()}
     result["cycle"] = cycle()
+    result["network"] = network()
     print(json.dumps(result))
     sys.exit(0)

@@ -11,15 +11,19 @@ from ..config import PRESETS, ModelConfig, model_config
 
 
 def add_model_info(sub) -> None:
-    info = sub.add_parser("model-info", help="parameter counts and correspondence resolution")
+    info = sub.add_parser(
+        "model-info", help="parameter counts, correspondence resolution and FLOPs per image"
+    )
     info.add_argument("--preset", required=True, choices=sorted(PRESETS))
     info.set_defaults(func=run_model_info)
 
 
 def run_model_info(args: argparse.Namespace) -> int:
-    from ..models.factory import model_info
+    from ..models.factory import generator_flops, model_info
 
-    print(json.dumps(model_info(model_config({"preset": args.preset})), indent=2))
+    cfg = model_config({"preset": args.preset})
+    info = model_info(cfg) | {"flops_per_image": generator_flops(cfg)}
+    print(json.dumps(info, indent=2))
     return 0
 
 

@@ -30,7 +30,11 @@ class ModelConfig(_Section):
     match_kernel: Literal[1, 3, 5] = 3
     corr_size: int = Field(64, ge=4, description="side of the correspondence grid")
     alpha: float = Field(100.0, gt=0, description="softmax sharpness of the warp (eq. 4)")
-    warp_impl: Literal["naive", "fused"] = "fused"
+    # naive: the official materialised correlation; fused: memory-efficient (SDPA on CUDA, our
+    # blockwise kernel on the CPU); gram: shifted Gram sums of the 256-d features (exact, ~9x
+    # fewer correlation FLOPs; CPU speed, memory grows with the grid); triton: flash kernels
+    # (CUDA, or the CPU under TRITON_INTERPRET=1).
+    warp_impl: Literal["naive", "fused", "gram", "triton"] = "fused"
     warp_bilinear: bool = False
     warp_patch: bool = False
     warp_mask: Literal["direct", "cycle", "none"] = "direct"

@@ -11,6 +11,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
+from .label_conv import (
+    conv_one_hot,
+    gather_index,
+    gather_supported,
+    one_hot_ids,
+    resize_ids,
+)
 from .warp import WarpImpl, softmax_warp
 
 ParamFreeNorm = Literal["positional", "instance", "batch"]
@@ -103,20 +110,70 @@ class ConditionPyramid:
     """A condition map resized (nearest) to each feature size once: every SPADE at one
     resolution shares it instead of resizing (and, channels-last, re-laying out) its own copy.
     The layout is the network weights' (not the caller's tensor's, so results do not depend on
-    how an input happens to be strided)."""
+    how an input happens to be strided).
 
-    def __init__(self, cond: torch.Tensor, memory_format: torch.memory_format):
+    ``label`` is the trailing channels of ``cond`` when they are the input label map: if it is
+    exactly one-hot (checked once, here) the pyramid carries its class ids, and
+    :func:`conv_condition` convolves it by gathers (:mod:`.label_conv`). Nearest resizing of a
+    one-hot map is the one-hot of the nearest-resized ids.
+    """
+
+    def __init__(
+        self,
+        cond: torch.Tensor,
+        memory_format: torch.memory_format,
+        label: torch.Tensor | None = None,
+    ):
         self.cond, self.memory_format = cond.contiguous(memory_format=memory_format), memory_format
+        self.ids = None if label is None else one_hot_ids(label)
+        self.n_labels = 0 if self.ids is None else label.shape[1]
         self._sizes: dict[tuple[int, int], torch.Tensor] = {}
+        self._dense: dict[tuple[int, int], torch.Tensor] = {}
+        self._index: dict[tuple, torch.Tensor] = {}
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return tuple(self.cond.shape[-2:])
+
+    def _resized(self, cache: dict, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        if size not in cache:
+            if x.shape[-2:] != size:
+                x = F.interpolate(x, size=size, mode="nearest")
+            cache[size] = x.contiguous(memory_format=self.memory_format)
+        return cache[size]
 
     def at(self, size: tuple[int, int]) -> torch.Tensor:
+        return self._resized(self._sizes, self.cond, tuple(size))
+
+    def dense_at(self, size: tuple[int, int]) -> torch.Tensor | None:
+        """The channels before the label at ``size`` (None if there are none)."""
+        n_dense = self.cond.shape[1] - self.n_labels
+        return self._resized(self._dense, self.cond[:, :n_dense], tuple(size)) if n_dense else None
+
+    def gather_index(self, conv: nn.Conv2d, size: tuple[int, int]) -> torch.Tensor | None:
+        """The label's :func:`~.label_conv.gather_index` for ``conv`` at ``size``, or None where
+        ``conv`` takes the dense path (no ids, or a conv the gather does not compute)."""
         size = tuple(size)
-        if size not in self._sizes:
-            cond = self.cond
-            if cond.shape[-2:] != size:
-                cond = F.interpolate(cond, size=size, mode="nearest")
-            self._sizes[size] = cond.contiguous(memory_format=self.memory_format)
-        return self._sizes[size]
+        if self.ids is None or conv.in_channels != self.cond.shape[1]:
+            return None
+        if not gather_supported(conv, size):
+            return None
+        key = (size, conv.kernel_size[0], conv.padding_mode)
+        if key not in self._index:
+            ids = resize_ids(self.ids, size)
+            self._index[key] = gather_index(ids, key[1], self.n_labels, conv.padding_mode)
+        return self._index[key]
+
+
+def conv_condition(conv: nn.Conv2d, cond: ConditionPyramid, size: tuple[int, int]) -> torch.Tensor:
+    """``conv(cond.at(size))``; by gathers (equal up to rounding) when the pyramid carries the
+    label's class ids."""
+    index = cond.gather_index(conv, size)
+    if index is None:
+        return conv(cond.at(size))
+    # conv.weight read once: a spectral-normed weight runs a power iteration per read (training).
+    dense = cond.dense_at(size)
+    return conv_one_hot(index, dense, conv.weight, conv.bias, conv.padding_mode, cond.memory_format)
 
 
 class SPADE(nn.Module):
@@ -133,10 +190,14 @@ class SPADE(nn.Module):
         self.mlp_gamma = nn.Conv2d(hidden, channels, 3, padding=1, padding_mode="reflect")
         self.mlp_beta = nn.Conv2d(hidden, channels, 3, padding=1, padding_mode="reflect")
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        if cond.shape[-2:] != x.shape[-2:]:
-            cond = F.interpolate(cond, size=x.shape[-2:], mode="nearest")
-        actv = F.relu(self.mlp_shared(cond))
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | ConditionPyramid) -> torch.Tensor:
+        if isinstance(cond, ConditionPyramid):
+            shared = conv_condition(self.mlp_shared, cond, x.shape[-2:])
+        else:
+            if cond.shape[-2:] != x.shape[-2:]:
+                cond = F.interpolate(cond, size=x.shape[-2:], mode="nearest")
+            shared = self.mlp_shared(cond)
+        actv = F.relu(shared)
         return self.norm(x) * (1 + self.mlp_gamma(actv)) + self.mlp_beta(actv)
 
 
@@ -156,8 +217,6 @@ class SPADEResBlock(nn.Module):
             self.conv_s = spectral(nn.Conv2d(fin, fout, 1, bias=False))
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | ConditionPyramid) -> torch.Tensor:
-        if isinstance(cond, ConditionPyramid):
-            cond = cond.at(x.shape[-2:])
         shortcut = self.conv_s(self.norm_s(x, cond)) if self.learned_shortcut else x
         dx = self.conv_0(F.leaky_relu(self.norm_0(x, cond), 0.2))
         dx = self.conv_1(F.leaky_relu(self.norm_1(dx, cond), 0.2))
@@ -188,7 +247,10 @@ class ConvNormAct(nn.Module):
         self.norm = nn.InstanceNorm2d(cout, affine=False) if instance_norm else nn.Identity()
         self.act = nn.LeakyReLU(0.2) if act else nn.Identity()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor | ConditionPyramid) -> torch.Tensor:
+        """``x`` a pyramid: the conv of its full-size condition (by gathers if it has ids)."""
+        if isinstance(x, ConditionPyramid):
+            return self.act(self.norm(conv_condition(self.conv, x, x.size)))
         return self.act(self.norm(self.conv(x)))
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from ..config import ModelConfig
 from .blocks import init_weights
 from .correspondence import CorrespondenceNet
 from .discriminator import MultiscaleDiscriminator
+from .label_conv import gather_flop_formulas, set_one_hot_gather
 from .translation import TranslationNet
 
 
@@ -96,3 +99,48 @@ def _by_top_module(net: nn.Module) -> dict[str, int]:
         top = name.split(".")[0]
         out[top] = out.get(top, 0) + p.numel()
     return out
+
+
+def generator_flops(cfg: ModelConfig) -> dict[str, int]:
+    """FLOPs per image of correspondence + translation (inference: batch 1, eval, a one-hot input
+    and exemplar label), counted by ``torch.utils.flop_counter`` on the meta device (no compute;
+    spectral norm folded, as the inference runtime does).
+
+    ``dense``: every conv dense, as the official code; ``total``: with the one-hot gathers
+    (:mod:`.label_conv`, their adds counted); ``one_hot_gather_removed``: the difference. Inputs
+    that are not exactly one-hot (edges, pose, overlapping masks) run the dense FLOPs.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    # The materialised warp: the FLOPs of eq. 4 (the fused CPU kernels pad or block them).
+    cfg = cfg.model_copy(update={"warp_impl": "naive"})
+    with torch.device("meta"):
+        corr = build_correspondence(cfg, init=False).eval()
+        gen = build_translation(cfg, init=False).eval()
+        label = torch.empty(1, cfg.semantic_nc, cfg.image_size, cfg.image_size)
+        exemplar = torch.empty(1, 3, cfg.image_size, cfg.image_size)
+    for module in [*corr.modules(), *gen.modules()]:
+        # Plain weights, as the inference runtime folds spectral norm (whose sigma would also
+        # need autocast, which has no meta device).
+        if parametrize.is_parametrized(module, "weight"):
+            parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
+    counts = {}
+    for gather in (False, True):
+        set_one_hot_gather(corr, gather)
+        set_one_hot_gather(gen, gather)
+        counter = FlopCounterMode(display=False, custom_mapping=gather_flop_formulas())
+        with torch.no_grad(), counter:
+            gen(label, corr(label, exemplar, label).warped)
+        counts[gather] = counter.get_total_flops()
+    # The warp's correlation with ``warp_impl: gram`` (counted, not run: the meta device has no
+    # data for its blocks): one Gram matrix of the 4*corr_nf-wide features and k*k adds per
+    # entry instead of the k*k*4*corr_nf-wide descriptors' products.
+    n, width, taps = cfg.corr_size**2, 4 * cfg.corr_nf, cfg.match_kernel**2
+    gram_removed = 2 * n * n * width * taps - (2 * n * n * width + taps * n * n)
+    return {
+        "dense": counts[False],
+        "one_hot_gather_removed": counts[False] - counts[True],
+        "total": counts[True],
+        "gram_correlation_removed": gram_removed,
+        "total_with_gram": counts[True] - gram_removed,
+    }

@@ -16,6 +16,7 @@ from .blocks import (
     NonLocalAttention,
     ParamFreeNorm,
     SPADEResBlock,
+    conv_condition,
     memory_format_of,
 )
 from .warp import WarpImpl
@@ -55,12 +56,15 @@ class TranslationNet(nn.Module):
         )
         self.attention = NonLocalAttention(4 * ngf, impl=warp_impl) if use_attention else None
         self.to_rgb = nn.Conv2d(ngf, 3, 3, padding=1)
+        # An exactly one-hot input is convolved by gathers (stem, SPADE condition convs).
+        self.one_hot_gather = True
 
     def forward(self, input_label: torch.Tensor, warped: torch.Tensor) -> torch.Tensor:
         """Synthesise an image in [-1, 1] from the input and the warped exemplar."""
         fmt = memory_format_of(self.stem.weight)  # the layout the weights were given
-        cond = ConditionPyramid(torch.cat([warped, input_label], dim=1), fmt)
-        x = self.stem(cond.at((self.latent_size, self.latent_size)))
+        label = input_label if self.one_hot_gather else None
+        cond = ConditionPyramid(torch.cat([warped, input_label], dim=1), fmt, label)
+        x = conv_condition(self.stem, cond, (self.latent_size, self.latent_size))
         for i, (block, (_, _, up)) in enumerate(zip(self.blocks, _BLOCKS, strict=True)):
             if up:
                 x = F.interpolate(x, scale_factor=2, mode="nearest")

@@ -17,6 +17,13 @@ One function, two implementations:
     query rows in blocks, each block's softmax completed against all exemplar positions, and a
     flash-attention-style backward that recomputes each block from the saved log-sum-exp.
 
+A third, ``gram`` (:mod:`.gram`), is the correspondence network's: it never builds the k x k
+descriptors, computing M from the projected features as shifted sums of one Gram matrix (~9x fewer
+FLOPs, exact). Given descriptor rows (the non-local attention, analyses), ``gram`` is ``fused``.
+
+A fourth, ``triton`` (:mod:`.triton_warp`), is the warp as flash-style Triton kernels (forward
+and backward) for CUDA; on the CPU it runs only under Triton's interpreter (the tests).
+
 The cycle warp (eq. 12) is the same call with query and key swapped.
 """
 
@@ -29,7 +36,7 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-WarpImpl = Literal["naive", "fused"]
+WarpImpl = Literal["naive", "fused", "gram", "triton"]
 
 # Scores held at once by the blockwise kernel (per batch item): 4M floats = 16 MiB in float32.
 BLOCK_ELEMENTS = 1 << 22
@@ -62,13 +69,19 @@ def softmax_warp(
     if impl == "naive":
         weights = torch.softmax(alpha * correlation(query, key), dim=-1)
         return torch.bmm(weights, value)
-    if impl == "fused":
+    if impl == "triton":  # flash kernels (cocosnet/models/triton_warp.py), imported on use
+        from .triton_warp import triton_warp
+
+        return triton_warp(query, key, value, alpha).to(value.dtype)
+    if impl in ("fused", "gram"):  # "gram" needs grid features; given descriptor rows, fused
         if query.is_cuda:
             return sdpa_warp(query, key, value, alpha)
         if value.shape[-1] >= query.shape[-1]:  # e.g. the non-local attention's 32-d q/k
             return cpu_flash_warp(query, key, value, alpha)
         return BlockwiseSoftmaxWarp.apply(query, key, value, alpha, block_rows(key.shape[1]))
-    raise ValueError(f"unknown warp implementation {impl!r}; use 'naive' or 'fused'")
+    raise ValueError(
+        f"unknown warp implementation {impl!r}; use 'naive', 'fused', 'gram' or 'triton'"
+    )
 
 
 def sdpa_warp(
@@ -115,7 +128,7 @@ def _scores(query_rows: torch.Tensor, key_t: torch.Tensor, alpha: float) -> torc
     return torch.bmm(query_rows, key_t).float().mul_(alpha)
 
 
-def _exp(shifted: torch.Tensor) -> torch.Tensor:
+def exp_shifted_(shifted: torch.Tensor) -> torch.Tensor:
     """In-place exp of scores shifted to <= 0 (float32 only).
 
     Clamped at -80 first: exp(-80) = 1.8e-35 is far below float32 resolution next to the row's
@@ -149,7 +162,7 @@ class BlockwiseSoftmaxWarp(torch.autograd.Function):
             rows = slice(start, start + block)
             scores = _scores(query[:, rows], key_t, alpha)
             peak = scores.amax(dim=-1, keepdim=True)
-            probs = _exp(scores.sub_(peak))  # unnormalised: one exp pass, divided after the bmm
+            probs = exp_shifted_(scores.sub_(peak))  # unnormalised: divided after the bmm
             total = probs.sum(dim=-1, keepdim=True)
             lse[:, rows] = (peak + total.log()).squeeze(-1)
             out[:, rows] = torch.bmm(probs.to(value.dtype), value).div_(total.to(value.dtype))
@@ -171,7 +184,7 @@ class BlockwiseSoftmaxWarp(torch.autograd.Function):
         delta = (grad_out * out).sum(-1)
         for start in range(0, query.shape[1], block):
             rows = slice(start, start + block)
-            probs = _exp(_scores(query[:, rows], key_t, alpha).sub_(lse[:, rows, None]))
+            probs = exp_shifted_(_scores(query[:, rows], key_t, alpha).sub_(lse[:, rows, None]))
             probs = probs.to(value.dtype)
             if need_v:
                 grad_v += torch.bmm(probs.transpose(1, 2), grad_out[:, rows])
