@@ -271,8 +271,7 @@ def main() -> None:
                 rate = rates["bfloat16" if variant.startswith("bf16") else "float32"]
                 row |= compare(out, reference) | {
                     "vs": base["variant"],
-                    "floor_s_per_image": flops[_flops_key(variant)]
-                    / rate,
+                    "floor_s_per_image": flops[_flops_key(variant)] / rate,
                     "speedup": base["s_per_image"] / row["s_per_image"],
                     "memory_ratio": row["peak_mib"] / base["peak_mib"],
                 }

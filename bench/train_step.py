@@ -132,7 +132,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--corr-sizes", type=int, nargs="+", help="default: each preset's own")
-    ap.add_argument("--impls", nargs="+", default=["naive", "fused"], choices=["naive", "fused"])
+    ap.add_argument(
+        "--impls",
+        nargs="+",
+        default=["naive", "fused"],
+        choices=["naive", "fused", "gram", "triton"],
+    )
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--child", nargs=2, metavar=("CASE", "IMPL"), help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -91,6 +91,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(
+        "--impls", nargs="+", default=["naive", "fused"], choices=["naive", "fused", "triton"]
+    )  # triton: CUDA (the CPU only under TRITON_INTERPRET=1, far too slow to time)
+    parser.add_argument(
         "--child", nargs=4, metavar=("SIZE", "IMPL", "BACKWARD", "REPEATS"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
@@ -110,7 +113,7 @@ def main() -> None:
                 "positions": size * size,
                 "pass": "forward+backward" if backward else "forward",
             }
-            for impl in ("naive", "fused"):
+            for impl in args.impls:
                 if impl == "naive" and size > NAIVE_MAX:
                     entry[impl] = None
                     continue

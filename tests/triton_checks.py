@@ -1,7 +1,8 @@
 """The Triton warp against the naive one, run by tests/test_triton_warp.py in a subprocess with
-``TRITON_INTERPRET=1`` (Triton reads it when a kernel is defined, so it must be set before
-cocosnet.models.triton_warp is imported, which this process does first). Prints one JSON line:
-per case, the largest output and gradient differences relative to the largest reference value."""
+``TRITON_INTERPRET=1``, or on a GPU without it (bench/gpu_check.sh). Triton reads the variable
+when a kernel is defined, so it is set before cocosnet.models.triton_warp is imported. Prints one
+JSON line: per case, the largest output and gradient differences relative to the largest
+reference value."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import json
 import os
 import sys
 
-assert os.environ.get("TRITON_INTERPRET") == "1", "run with TRITON_INTERPRET=1"
+# The CPU through the interpreter (the suite), or a GPU (bench/gpu_check.sh).
+DEVICE = "cpu" if os.environ.get("TRITON_INTERPRET") == "1" else "cuda"
 
 import torch  # noqa: E402
 
@@ -24,18 +26,19 @@ CASES = {  # batch, queries, keys, descriptor width, value channels
 
 
 def _relative(got: torch.Tensor, want: torch.Tensor) -> float:
+    want = want.to(got.device)
     return ((got.double() - want).abs().max() / want.abs().max().clamp(min=1e-12)).item()
 
 
 def check(batch: int, n: int, m: int, depth: int, channels: int, seed: int = 0) -> dict:
     gen = torch.Generator().manual_seed(seed)
     unit = lambda *s: torch.nn.functional.normalize(torch.randn(*s, generator=gen), dim=-1)  # noqa: E731
-    q = unit(batch, n, depth).requires_grad_()
-    k = unit(batch, m, depth).requires_grad_()
-    v = torch.randn(batch, m, channels, generator=gen).requires_grad_()
+    q = unit(batch, n, depth).to(DEVICE).requires_grad_()
+    k = unit(batch, m, depth).to(DEVICE).requires_grad_()
+    v = torch.randn(batch, m, channels, generator=gen).to(DEVICE).requires_grad_()
     out = triton_warp(q, k, v, 100.0)
     ref = torch.softmax(100 * q.double() @ k.double().transpose(1, 2), -1) @ v.double()
-    grad = torch.randn(out.shape, generator=gen)
+    grad = torch.randn(out.shape, generator=gen).to(DEVICE)
     got = torch.autograd.grad(out, (q, k, v), grad)
     want = torch.autograd.grad(ref, (q, k, v), grad.double())
     errors = {"out": _relative(out, ref)}
@@ -46,9 +49,9 @@ def check(batch: int, n: int, m: int, depth: int, channels: int, seed: int = 0) 
 def cycle() -> dict:
     """The cycle warp: exemplar -> input -> exemplar, query and key swapped."""
     gen = torch.Generator().manual_seed(1)
-    q = torch.nn.functional.normalize(torch.randn(1, 30, 24, generator=gen), dim=-1)
-    k = torch.nn.functional.normalize(torch.randn(1, 42, 24, generator=gen), dim=-1)
-    colours = torch.randn(1, 42, 3, generator=gen)
+    q = torch.nn.functional.normalize(torch.randn(1, 30, 24, generator=gen), dim=-1).to(DEVICE)
+    k = torch.nn.functional.normalize(torch.randn(1, 42, 24, generator=gen), dim=-1).to(DEVICE)
+    colours = torch.randn(1, 42, 3, generator=gen).to(DEVICE)
     there = triton_warp(q, k, colours, 100.0)
     back = triton_warp(k, q, there, 100.0)
     naive = lambda a, b, v: torch.softmax(100 * a.double() @ b.double().mT, -1) @ v.double()  # noqa: E731
@@ -63,12 +66,13 @@ def network() -> dict:
 
     gen = torch.Generator().manual_seed(2)
     label = torch.nn.functional.one_hot(torch.randint(0, 8, (2, 64, 64), generator=gen), 8)
-    label = label.permute(0, 3, 1, 2).float()
-    exemplar = torch.rand(2, 3, 64, 64, generator=gen) * 2 - 1
+    label = label.permute(0, 3, 1, 2).float().to(DEVICE)
+    exemplar = (torch.rand(2, 3, 64, 64, generator=gen) * 2 - 1).to(DEVICE)
     outputs = {}
     for impl in ("naive", "triton"):
         torch.manual_seed(0)
         net = build_correspondence(model_config({"preset": "demo", "warp_impl": impl}))
+        net = net.to(DEVICE)
         out = net(label, exemplar, label.flip(-1), cycle=True)
         loss = out.warped.square().mean() + out.cycle.square().mean()
         grad = torch.autograd.grad(loss, net.theta.weight)[0]
