@@ -106,6 +106,11 @@ class TrainConfig(_Section):
     p_top1: float = Field(0.5, ge=0, le=1, description="top-1 retrieval as exemplar")
     p_self: float = Field(0.3, ge=0, le=1, description="pseudo pair (self-reference)")
     pseudo: PseudoPairConfig = PseudoPairConfig()
+    one_hot_gather: bool = Field(
+        False,
+        description="one-hot label convs as gathers in training (exact up to rounding, which a "
+        "GAN's trajectory amplifies: off keeps runs bitwise comparable; inference always uses it)",
+    )
     same_person: bool = Field(
         False,
         description="DeepFashion --video_like: a pseudo pair is another view of the same person "

@@ -23,6 +23,7 @@ from ..config import LossConfig, ModelConfig, RuntimeConfig, TrainConfig
 from ..losses.objective import Objective
 from ..models.export import save_generator
 from ..models.factory import build_correspondence, build_discriminator, build_translation
+from ..models.label_conv import set_one_hot_gather
 from ..models.vgg import VGG19
 from . import distributed as dist_utils
 from .checkpoint import CheckpointWriter, PreviousRun, restore
@@ -171,6 +172,8 @@ def _build_trainer(
         build_translation(model_cfg),
         build_discriminator(model_cfg),
     )
+    set_one_hot_gather(corr, cfg.one_hot_gather)
+    set_one_hot_gather(translation, cfg.one_hot_gather)
     objective = Objective(
         loss_cfg,
         vgg.to(device) if vgg is not None else None,
