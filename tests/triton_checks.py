@@ -65,9 +65,9 @@ def network() -> dict:
     from cocosnet.models.factory import build_correspondence
 
     gen = torch.Generator().manual_seed(2)
-    label = torch.nn.functional.one_hot(torch.randint(0, 8, (2, 64, 64), generator=gen), 8)
+    label = torch.nn.functional.one_hot(torch.randint(0, 8, (2, 32, 32), generator=gen), 8)
     label = label.permute(0, 3, 1, 2).float().to(DEVICE)
-    exemplar = (torch.rand(2, 3, 64, 64, generator=gen) * 2 - 1).to(DEVICE)
+    exemplar = (torch.rand(2, 3, 32, 32, generator=gen) * 2 - 1).to(DEVICE)
     outputs = {}
     for impl in ("naive", "triton"):
         torch.manual_seed(0)
