@@ -110,6 +110,24 @@ def _score_grads(
 
 
 @triton.jit
+def _add_product(dst, dst_rows, n_dst, src, src_rows, n_src, weights, depth, BLOCK_D: tl.constexpr):
+    """``dst[dst_rows] += weights @ src[src_rows]`` over the D columns in chunks: the gradient
+    rows this program owns, updated in place."""
+    for start in range(0, depth, BLOCK_D):
+        rd = start + tl.arange(0, BLOCK_D)
+        cols = rd[None, :] < depth
+        rows = tl.load(
+            src + src_rows[:, None] * depth + rd[None, :],
+            mask=(src_rows[:, None] < n_src) & cols,
+            other=0.0,
+        )
+        where = dst + dst_rows[:, None] * depth + rd[None, :]
+        inside = (dst_rows[:, None] < n_dst) & cols
+        total = tl.load(where, mask=inside, other=0.0)
+        tl.store(where, total + tl.dot(weights, rows, input_precision="ieee"), mask=inside)
+
+
+@triton.jit
 def _backward_keys(
     Q, K, V, DO, Lse, Delta, DK, DV, n_rows, n_keys, depth, channels, scale, alpha,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_C: tl.constexpr,
@@ -128,19 +146,7 @@ def _backward_keys(
             n_rows, n_keys, depth, channels, scale, alpha, BLOCK_D,
         )  # fmt: skip
         dv += tl.dot(tl.trans(p), do, input_precision="ieee")
-        for d0 in range(0, depth, BLOCK_D):
-            rd = d0 + tl.arange(0, BLOCK_D)
-            q = tl.load(
-                q_ptr + rm[:, None] * depth + rd[None, :],
-                mask=(rm[:, None] < n_rows) & (rd[None, :] < depth),
-                other=0.0,
-            )
-            where = dk_ptr + rn[:, None] * depth + rd[None, :]
-            inside = (rn[:, None] < n_keys) & (rd[None, :] < depth)
-            grad = tl.load(where, mask=inside, other=0.0) + tl.dot(
-                tl.trans(ds), q, input_precision="ieee"
-            )
-            tl.store(where, grad, mask=inside)  # fmt: skip
+        _add_product(dk_ptr, rn, n_keys, q_ptr, rm, n_rows, tl.trans(ds), depth, BLOCK_D)
     dv_ptr = DV + b * n_keys * channels + rn[:, None] * channels + rc[None, :]
     tl.store(dv_ptr, dv, mask=(rn[:, None] < n_keys) & (rc[None, :] < channels))
 
@@ -162,17 +168,7 @@ def _backward_queries(
             q_ptr, k_ptr, v_ptr, do_ptr, Lse + b * n_rows, Delta + b * n_rows, rm, rn, rc,
             n_rows, n_keys, depth, channels, scale, alpha, BLOCK_D,
         )  # fmt: skip
-        for d0 in range(0, depth, BLOCK_D):
-            rd = d0 + tl.arange(0, BLOCK_D)
-            k = tl.load(
-                k_ptr + rn[:, None] * depth + rd[None, :],
-                mask=(rn[:, None] < n_keys) & (rd[None, :] < depth),
-                other=0.0,
-            )
-            where = dq_ptr + rm[:, None] * depth + rd[None, :]
-            inside = (rm[:, None] < n_rows) & (rd[None, :] < depth)
-            grad = tl.load(where, mask=inside, other=0.0) + tl.dot(ds, k, input_precision="ieee")
-            tl.store(where, grad, mask=inside)  # fmt: skip
+        _add_product(dq_ptr, rm, n_rows, k_ptr, rn, n_keys, ds, depth, BLOCK_D)
 
 
 def _block_c(channels: int) -> int:
