@@ -139,12 +139,9 @@ def load_tensor_state(
     one line ``"<file>: not a loadable tensor state dict (<reason>)"``; ``tensors_only``: every
     value must be a tensor."""
     name = "<bytes>" if isinstance(source, bytes) else str(source)
+    readable = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
-        state = torch.load(
-            io.BytesIO(source) if isinstance(source, bytes) else source,
-            map_location="cpu",
-            weights_only=True,
-        )
+        state = torch.load(readable, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - a refused pickle, a corrupt archive, I/O
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise error(f"{name}: not a loadable tensor state dict ({first})") from None
