@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -243,6 +244,7 @@ def main() -> None:
         )
         print(json.dumps(row))
         return
+    load = os.getloadavg()  # benchmarks mean something only on an otherwise idle machine
 
     flops = count_flops(args.corr_size)
     rates = {
@@ -284,6 +286,7 @@ def main() -> None:
                 )
     result = {
         "machine": torch_machine(args.device),
+        "load_average_before": load,
         "preset": "paper_ade20k",
         "corr_size": args.corr_size,
         "note": "random-init weights of the real architecture: timing and numerical deviation",
