@@ -111,9 +111,10 @@ def test_full_resolution_correspondence_trains_fused():
 
 @pytest.mark.parametrize("corr_size", [16, 32, 64])
 def test_inference_at_every_corr_size(corr_size):
-    """The inference runtime reproduces the eager float32 generator at every stride: bitwise
-    with spectral norm folded, to float rounding channels-last (other conv kernels), and within
-    a few percent in bfloat16 (random weights: a sanity bound; bench/inference.py measures)."""
+    """The inference runtime reproduces the eager float32 generator at every stride: to float
+    rounding in float32 (spectral norm and the shortcut betas folded; channels-last: other conv
+    kernels), and within a few percent in bfloat16 (random weights: a sanity bound;
+    bench/inference.py measures)."""
     cfg = _cfg(64, corr_size)
     torch.manual_seed(0)
     corr, gen = build_correspondence(cfg).eval(), build_translation(cfg).eval()
@@ -132,12 +133,15 @@ def test_inference_at_every_corr_size(corr_size):
         return out, warped
 
     out, warped = run(RuntimeOptions())
-    assert torch.equal(out, expected) and torch.equal(warped, warp.warped)
+    assert torch.allclose(out, expected, atol=1e-5)
+    assert torch.allclose(warped, warp.warped, atol=1e-5)
     out, warped = run(RuntimeOptions(channels_last=True))
     assert torch.allclose(out, expected, atol=1e-4)
     assert torch.allclose(warped, warp.warped, atol=1e-4)
     out, _ = run(RuntimeOptions("bfloat16", channels_last=True))
-    assert (out - expected).abs().mean() < 0.05 * expected.abs().mean()
+    # Random-init outputs are ~0.007: bfloat16 rounding gives 4-7% of that here, depending on
+    # the order of the sums (gathers, folds); a wrong result is ~100%.
+    assert (out - expected).abs().mean() < 0.1 * expected.abs().mean()
 
 
 @pytest.mark.slow

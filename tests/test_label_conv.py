@@ -148,10 +148,11 @@ def test_networks_give_the_same_output_with_and_without_gathers():
     spy = mock.patch("cocosnet.models.blocks.conv_one_hot", wraps=conv_one_hot)
     with torch.no_grad(), spy as gathers:
         *_, warp, out = _generator(label, exemplar, exemplar_label, gather=True)
-        # Input adaptor: first conv + 7 SPADEs; translation: stem + 18 SPADEs.
-        assert gathers.call_count == 27
+        # Input adaptor: first conv + 7 SPADEs; the shared block's first conv (maskmix);
+        # translation: stem + 18 SPADEs.
+        assert gathers.call_count == 28
         *_, warp_d, out_d = _generator(label, exemplar, exemplar_label, gather=False)
-        assert gathers.call_count == 27
+        assert gathers.call_count == 28
     torch.testing.assert_close(warp.input_features, warp_d.input_features, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(warp.warped, warp_d.warped, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(out, out_d, atol=1e-4, rtol=1e-4)
@@ -195,13 +196,14 @@ def test_runtime_with_and_without_gathers(options):
         runtime = GeneratorRuntime(corr, gen, RuntimeOptions(precision, channels_last))
         with mock.patch("cocosnet.models.blocks.conv_one_hot", wraps=conv_one_hot) as gathers:
             outs.append(runtime(label, exemplar, exemplar_label)[0])
-        assert gathers.call_count == (27 if gather else 0)
+        assert gathers.call_count == (28 if gather else 0)
     tol = 1e-4 if precision == "float32" else 0.1
     torch.testing.assert_close(outs[0], outs[1], atol=tol, rtol=tol)
 
 
 def test_meta_flop_count_is_the_real_count():
-    """model-info counts on the meta device; a real run with a one-hot input counts the same."""
+    """model-info counts on the meta device; real runs with a one-hot input count the same at
+    every step of the cuts (gathers, shortcut folds, no warped mask)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     cfg = model_config({"preset": "demo", "warp_impl": "naive"})
@@ -213,14 +215,29 @@ def test_meta_flop_count_is_the_real_count():
         for m in list(net.modules()):  # count without the spectral norms' mat-vecs, as model-info
             if hasattr(m, "parametrizations"):
                 torch.nn.utils.parametrize.remove_parametrizations(m, "weight")
-    for gather, key in ((False, "dense"), (True, "total")):
-        set_one_hot_gather(corr, gather)
-        set_one_hot_gather(gen, gather)
+
+    def count(warped_mask=True):
         counter = FlopCounterMode(display=False, custom_mapping=gather_flop_formulas())
         with torch.no_grad(), counter:
-            gen(label, corr(label, exemplar, label).warped)
-        assert counter.get_total_flops() == flops[key]
-    assert flops["one_hot_gather_removed"] == flops["dense"] - flops["total"] > 0
+            gen(label, corr(label, exemplar, label, with_warped_mask=warped_mask).warped)
+        return counter.get_total_flops()
+
+    set_one_hot_gather(corr, False)
+    set_one_hot_gather(gen, False)
+    assert count() == flops["dense"]
+    set_one_hot_gather(corr, True)
+    set_one_hot_gather(gen, True)
+    assert count() == flops["dense"] - flops["one_hot_gather_removed"]
+    folds = [
+        m.fold_shortcut_beta()
+        for net in (corr, gen)
+        for m in net.modules()
+        if isinstance(m, SPADEResBlock)
+    ]
+    assert any(folds) and flops["shortcut_fold_removed"] > 0
+    assert count() == flops["total"] + flops["warped_mask_removed"]
+    assert count(warped_mask=False) == flops["total"]
+    assert flops["one_hot_gather_removed"] > 0 and flops["warped_mask_removed"] > 0
 
 
 def test_conv_condition_falls_back_for_convs_the_gather_does_not_compute():
@@ -232,3 +249,64 @@ def test_conv_condition_falls_back_for_convs_the_gather_does_not_compute():
     assert cond.gather_index(strided, (6, 6)) is None
     assert torch.equal(conv_condition(strided, cond, (6, 6)), strided(label))
     torch.testing.assert_close(conv_condition(five, cond, (6, 6)), five(label))
+
+
+def test_shortcut_beta_fold_equals_the_unfolded_block():
+    """SPADEResBlock.fold_shortcut_beta (the runtime's): the same output to float rounding, only
+    where the shortcut narrows (else it would add FLOPs), and only on plain weights."""
+    from cocosnet.models.runtime import fold_spectral_norm
+
+    torch.manual_seed(0)
+    cond = torch.cat(
+        [torch.randn(2, DENSE, 16, 16), one_hot(torch.randint(0, L, (2, 16, 16)), L)], 1
+    )
+    x = torch.randn(2, 8, 8, 8)
+    narrowing = SPADEResBlock(8, 4, DENSE + L, 16, "positional").eval()
+    with pytest.raises(ValueError, match="spectral norm"):
+        narrowing.fold_shortcut_beta()
+    fold_spectral_norm(narrowing)
+    for block in (
+        SPADEResBlock(8, 8, DENSE + L, 16, "positional"),
+        SPADEResBlock(4, 8, DENSE + L, 16, "positional"),
+    ):
+        assert not fold_spectral_norm(block).fold_shortcut_beta()
+        assert block.folded_beta_s is None
+    with torch.no_grad():
+        expected = narrowing(x, cond)
+        assert narrowing.fold_shortcut_beta()
+        # hidden 16 -> 4 instead of hidden 16 -> 8 then 8 -> 4
+        assert narrowing.folded_beta_s.weight.shape == (4, 16, 3, 3)
+        with mock.patch.object(narrowing.norm_s.mlp_beta, "forward", side_effect=AssertionError):
+            folded = narrowing(x, cond)
+            folded_pyramid = narrowing(
+                x, ConditionPyramid(cond, torch.contiguous_format, cond[:, DENSE:])
+            )
+    torch.testing.assert_close(folded, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(folded_pyramid, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_shared_block_gathers_only_when_both_domains_labels_are_one_hot():
+    """The maskmix label channels of the shared block's first conv: gathered when the input's and
+    the exemplar's labels are one-hot; dense (bit for bit) when the exemplar label is hidden
+    behind noise."""
+    label, exemplar, exemplar_label = _inputs()
+    torch.manual_seed(0)
+    corr = build_correspondence(_demo()).eval()
+    set_one_hot_gather(corr, True)
+    calls = {}
+    real = corr.shared[0].forward
+
+    def spy(x, index=None, n_labels=0):
+        calls["index"] = index
+        return real(x, index, n_labels)
+
+    with torch.no_grad(), mock.patch.object(corr.shared[0], "forward", side_effect=spy):
+        corr(label, exemplar, exemplar_label)
+        assert calls["index"] is not None
+        torch.manual_seed(3)
+        hidden = corr(label, exemplar, exemplar_label, hide_exemplar_label=True)
+        assert calls["index"] is None
+        set_one_hot_gather(corr, False)
+        torch.manual_seed(3)
+        hidden_dense = corr(label, exemplar, exemplar_label, hide_exemplar_label=True)
+    assert torch.equal(hidden.warped, hidden_dense.warped)

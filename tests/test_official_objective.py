@@ -284,7 +284,7 @@ def test_spectral_norm_is_the_old_api_in_training_and_eval():
     conv = torch.nn.Conv2d(5, 7, 3)
     torch.manual_seed(3)
     old = torch.nn.utils.spectral_norm(copy.deepcopy(conv))
-    from cocosnet.models.blocks import spectral
+    from cocosnet.models.spectral import spectral
 
     ours = spectral(copy.deepcopy(conv))
     sn = ours.parametrizations.weight[0]

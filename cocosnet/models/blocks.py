@@ -1,5 +1,5 @@
-"""Building blocks shared by the networks: SPADE, positional normalisation, residual blocks,
-the SAGAN-style non-local block, and weight initialisation."""
+"""Building blocks shared by the networks: SPADE, positional normalisation, residual blocks and
+the SAGAN-style non-local block."""
 
 from __future__ import annotations
 
@@ -18,56 +18,10 @@ from .label_conv import (
     one_hot_ids,
     resize_ids,
 )
+from .spectral import spectral
 from .warp import WarpImpl, softmax_warp
 
 ParamFreeNorm = Literal["positional", "instance", "batch"]
-
-
-class SpectralNorm(nn.Module):
-    """Spectral normalisation (Miyato et al.) as the official ``torch.nn.utils.spectral_norm``.
-
-    In training every forward runs one power iteration that updates ``v`` first
-    (``v <- n(W^T u)``, then ``u <- n(W v)``; PyTorch's parametrization API updates ``u``
-    first), and ``sigma = u^T W v``; in eval the stored vectors are used as they are. The
-    vectors start as normalised N(0, 1) draws, as the old API (:func:`init_weights` then warms
-    them up). They are stored as ``_u``/``_v``, the state-dict keys of PyTorch's parametrization.
-    """
-
-    def __init__(self, weight: torch.Tensor, eps: float = 1e-12):
-        super().__init__()
-        self.eps = eps
-        h = weight.shape[0]
-        with torch.no_grad():
-            u = F.normalize(weight.new_empty(h).normal_(0, 1), dim=0, eps=eps)
-            v = F.normalize(weight.new_empty(weight.numel() // h).normal_(0, 1), dim=0, eps=eps)
-        self.register_buffer("_u", u)
-        self.register_buffer("_v", v)
-
-    @torch.no_grad()
-    def power_iterations(self, weight: torch.Tensor, n: int = 1) -> None:
-        """``n`` updates of the stored vectors, v first: ``v <- n(W^T u)``, ``u <- n(W v)``."""
-        mat = weight.flatten(1)
-        for _ in range(n):
-            F.normalize(torch.mv(mat.t(), self._u), dim=0, eps=self.eps, out=self._v)
-            F.normalize(torch.mv(mat, self._v), dim=0, eps=self.eps, out=self._u)
-
-    def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        # sigma in the weight's precision, also under autocast (as the float32 official code).
-        with torch.autocast(weight.device.type, enabled=False):
-            u, v = self._u, self._v
-            if self.training:
-                self.power_iterations(weight)
-                # Copies: the in-place updates of the next forward must not touch this graph.
-                u, v = u.clone(), v.clone()
-            mat = weight.flatten(1)
-            return weight / torch.dot(u, torch.mv(mat, v))
-
-
-def spectral(module: nn.Module) -> nn.Module:
-    """Spectral normalisation of a conv's weight (:class:`SpectralNorm`)."""
-    # unsafe: registering would otherwise call forward once, i.e. run a power iteration.
-    parametrize.register_parametrization(module, "weight", SpectralNorm(module.weight), unsafe=True)
-    return module
 
 
 def positional_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -190,14 +144,16 @@ class SPADE(nn.Module):
         self.mlp_gamma = nn.Conv2d(hidden, channels, 3, padding=1, padding_mode="reflect")
         self.mlp_beta = nn.Conv2d(hidden, channels, 3, padding=1, padding_mode="reflect")
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor | ConditionPyramid) -> torch.Tensor:
+    def hidden(self, x: torch.Tensor, cond: torch.Tensor | ConditionPyramid) -> torch.Tensor:
+        """The ReLU'd shared conv of the condition at x's size (what gamma and beta read)."""
         if isinstance(cond, ConditionPyramid):
-            shared = conv_condition(self.mlp_shared, cond, x.shape[-2:])
-        else:
-            if cond.shape[-2:] != x.shape[-2:]:
-                cond = F.interpolate(cond, size=x.shape[-2:], mode="nearest")
-            shared = self.mlp_shared(cond)
-        actv = F.relu(shared)
+            return F.relu(conv_condition(self.mlp_shared, cond, x.shape[-2:]))
+        if cond.shape[-2:] != x.shape[-2:]:
+            cond = F.interpolate(cond, size=x.shape[-2:], mode="nearest")
+        return F.relu(self.mlp_shared(cond))
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | ConditionPyramid) -> torch.Tensor:
+        actv = self.hidden(x, cond)
         return self.norm(x) * (1 + self.mlp_gamma(actv)) + self.mlp_beta(actv)
 
 
@@ -215,9 +171,38 @@ class SPADEResBlock(nn.Module):
         if self.learned_shortcut:
             self.norm_s = SPADE(fin, cond_channels, hidden, norm)
             self.conv_s = spectral(nn.Conv2d(fin, fout, 1, bias=False))
+        self.folded_beta_s: nn.Conv2d | None = None  # set by fold_shortcut_beta (inference)
+
+    @torch.no_grad()
+    def fold_shortcut_beta(self) -> bool:
+        """Fold the 1x1 shortcut conv into the shortcut SPADE's beta conv (an exact FLOP cut for
+        inference): ``W_s (W_b * a + b_b) = (W_s W_b) * a + W_s b_b``, one 3x3 conv hidden -> fout
+        instead of hidden -> fin. Only where it is cheaper (fout < fin); needs plain weights
+        (spectral norm folded). Returns whether it folded."""
+        if not self.learned_shortcut or self.conv_s.out_channels >= self.conv_s.in_channels:
+            return False
+        if parametrize.is_parametrized(self.conv_s, "weight"):
+            raise ValueError("fold the spectral norm before the shortcut's beta")
+        beta, w_s = self.norm_s.mlp_beta, self.conv_s.weight[:, :, 0, 0]
+        folded = nn.Conv2d(beta.in_channels, w_s.shape[0], 3, padding=1, padding_mode="reflect")
+        folded = folded.to(beta.weight).requires_grad_(beta.weight.requires_grad)
+        folded.weight.copy_(torch.einsum("of,fhij->ohij", w_s, beta.weight))
+        folded.bias.copy_(w_s @ beta.bias)
+        self.folded_beta_s = folded
+        return True
+
+    def _shortcut(self, x: torch.Tensor, cond: torch.Tensor | ConditionPyramid) -> torch.Tensor:
+        if not self.learned_shortcut:
+            return x
+        if self.folded_beta_s is None:
+            return self.conv_s(self.norm_s(x, cond))
+        norm_s = self.norm_s
+        actv = norm_s.hidden(x, cond)
+        scaled = norm_s.norm(x) * (1 + norm_s.mlp_gamma(actv))
+        return self.conv_s(scaled) + self.folded_beta_s(actv)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | ConditionPyramid) -> torch.Tensor:
-        shortcut = self.conv_s(self.norm_s(x, cond)) if self.learned_shortcut else x
+        shortcut = self._shortcut(x, cond)
         dx = self.conv_0(F.leaky_relu(self.norm_0(x, cond), 0.2))
         dx = self.conv_1(F.leaky_relu(self.norm_1(dx, cond), 0.2))
         return shortcut + dx
@@ -263,8 +248,18 @@ class ResidualBlock(nn.Module):
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, padding_mode="reflect")
         self.prelu = nn.PReLU()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.prelu(F.instance_norm(self.conv1(x)))
+    def forward(
+        self, x: torch.Tensor, label_index: torch.Tensor | None = None, n_labels: int = 0
+    ) -> torch.Tensor:
+        """``label_index``: :func:`~.label_conv.gather_index` (3x3, reflect) of the ids of x's
+        last ``n_labels`` channels when they are a one-hot map (maskmix): conv1 gathers them."""
+        if label_index is None:
+            first = self.conv1(x)
+        else:
+            dense = x[:, : x.shape[1] - n_labels]
+            w, b = self.conv1.weight, self.conv1.bias
+            first = conv_one_hot(label_index, dense, w, b, "reflect", memory_format_of(x))
+        out = self.prelu(F.instance_norm(first))
         out = F.instance_norm(self.conv2(out))
         return self.prelu(out + x)
 
@@ -293,30 +288,3 @@ class NonLocalAttention(nn.Module):
         attended = softmax_warp(query, key, value, alpha=1.0, impl=self.impl)
         attended = attended.transpose(1, 2).reshape(b, -1, h, w)
         return self.gamma * self.out(attended) + x
-
-
-def conv_weight(module: nn.Module) -> torch.Tensor | None:
-    """The trainable weight of a conv/linear, looking through the spectral-norm parametrisation."""
-    if hasattr(module, "parametrizations") and "weight" in module.parametrizations:
-        return module.parametrizations.weight.original
-    return getattr(module, "weight", None)
-
-
-@torch.no_grad()
-def init_weights(net: nn.Module, gain: float = 0.02, sn_warm_up: int = 15) -> None:
-    """Xavier-normal (gain 0.02) conv/linear weights and zero biases, as the official init.
-
-    Then ``sn_warm_up`` power iterations bring each spectral norm's random vectors to the new
-    weight (as PyTorch's parametrization does at registration): the official vectors start
-    random, which matters only for an untrained network in eval mode, whose sigma would
-    otherwise be a random number; training's first forward iterates anyway.
-    """
-    for m in net.modules():
-        if isinstance(m, nn.Conv2d | nn.Linear):
-            nn.init.xavier_normal_(conv_weight(m), gain=gain)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        if parametrize.is_parametrized(m, "weight"):
-            for p in m.parametrizations.weight:
-                if isinstance(p, SpectralNorm):
-                    p.power_iterations(m.parametrizations.weight.original, sn_warm_up)

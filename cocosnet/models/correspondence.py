@@ -25,6 +25,7 @@ from .blocks import (
     memory_format_of,
 )
 from .gram import GridDescriptors, gram_softmax_warp
+from .label_conv import gather_index, gather_supported, one_hot_ids
 from .warp import WarpImpl, softmax_warp
 
 _EPS = sys.float_info.epsilon  # added to feature norms, as the official code
@@ -151,6 +152,7 @@ class CorrespondenceNet(nn.Module):
         self.warp_patch = warp_patch
         self.warp_mask = warp_mask
         self.warp_impl: WarpImpl = warp_impl
+        self.one_hot_gather = True  # maskmix's label channels in the shared block's first conv
 
     @property
     def uses_gram(self) -> bool:
@@ -194,6 +196,23 @@ class CorrespondenceNet(nn.Module):
             return gram_softmax_warp(query, key, value, self.alpha)
         return softmax_warp(query, key, value, self.alpha, self.warp_impl)
 
+    def _shared(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """The shared residual blocks. ``labels``: the maskmix label channels that end ``x``; if
+        exactly one-hot (both domains), the first conv gathers them (:mod:`.label_conv`)."""
+        first, index = self.shared[0], None
+        if (
+            labels is not None
+            and self.one_hot_gather
+            and gather_supported(first.conv1, x.shape[-2:])
+        ):
+            ids = one_hot_ids(labels)
+            if ids is not None:
+                index = gather_index(ids, first.conv1.kernel_size[0], labels.shape[1], "reflect")
+        x = first(x, index, 0 if labels is None else labels.shape[1])
+        for block in self.shared[1:]:
+            x = block(x)
+        return x
+
     def _match(
         self,
         f_in: torch.Tensor,
@@ -206,12 +225,14 @@ class CorrespondenceNet(nn.Module):
         """Descriptors of the input (query) and the exemplar (key) from the adaptor features:
         B x N x D rows, or with ``implicit`` in the form :meth:`warp` takes for this impl
         (:class:`GridDescriptors` for ``gram``: the 9x-wider rows are never built)."""
+        labels = None
         if self.maskmix:
             visible = ref is not None and not hide_exemplar_label
             ref_mix = ref if visible else 0.01 * torch.randn_like(seg)
             f_in, f_ex = torch.cat([f_in, seg], 1), torch.cat([f_ex, ref_mix], 1)
+            labels = torch.cat([seg, ref_mix], 0)
         # The shared block is per-sample (instance norm): both domains go through it as one batch.
-        content, reference = self.shared(torch.cat([f_in, f_ex], 0)).chunk(2, dim=0)
+        content, reference = self._shared(torch.cat([f_in, f_ex], 0), labels).chunk(2, dim=0)
         if implicit and self.uses_gram:
             k = self.match_kernel
             return (
@@ -247,12 +268,14 @@ class CorrespondenceNet(nn.Module):
         hide_exemplar_label: bool = False,
         real_image: torch.Tensor | None = None,
         cycle: bool = False,
+        with_warped_mask: bool = True,
     ) -> CorrespondenceOutput:
         """Warp ``exemplar`` (B x 3 x H x W in [-1, 1]) to the layout of ``input_label``.
 
         ``exemplar_label`` feeds maskmix (unless ``hide_exemplar_label``: after the mask warm-up,
         and at test time without exemplar masks, it is replaced by 0.01 N(0, 1) noise) and the
-        warped mask. ``real_image`` adds its adaptor features for the domain-alignment loss.
+        warped mask (a loss term: inference skips it with ``with_warped_mask=False``).
+        ``real_image`` adds its adaptor features for the domain-alignment loss.
         """
         input_features = l2_normalize(self.input_adaptor(input_label))
         f_ex = l2_normalize(self.exemplar_adaptor(exemplar))
@@ -270,7 +293,7 @@ class CorrespondenceNet(nn.Module):
 
         values = self._exemplar_values(exemplar)
         n_colour = values.shape[-1]
-        want_mask = self.warp_mask == "direct" and ref is not None
+        want_mask = with_warped_mask and self.warp_mask == "direct" and ref is not None
         if want_mask:  # the exemplar label rides along with the colours in one warp
             values = torch.cat([values, _grid_to_rows(ref)], dim=-1)
         warped_rows = self.warp(query, key, values)
@@ -279,7 +302,7 @@ class CorrespondenceNet(nn.Module):
         warped_mask = None
         if want_mask:
             warped_mask = _rows_to_grid(warped_rows[..., n_colour:], grid)
-        elif self.warp_mask == "cycle":
+        elif with_warped_mask and self.warp_mask == "cycle":
             # Input label warped to the exemplar and back (official 'cycle' mask loss).
             to_ref = self.warp(key, query, _grid_to_rows(seg))
             warped_mask = _rows_to_grid(self.warp(query, key, to_ref), grid)

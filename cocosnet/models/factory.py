@@ -7,10 +7,11 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..config import ModelConfig
-from .blocks import init_weights
+from .blocks import SPADEResBlock
 from .correspondence import CorrespondenceNet
 from .discriminator import MultiscaleDiscriminator
 from .label_conv import gather_flop_formulas, set_one_hot_gather
+from .spectral import init_weights
 from .translation import TranslationNet
 
 
@@ -106,9 +107,12 @@ def generator_flops(cfg: ModelConfig) -> dict[str, int]:
     and exemplar label), counted by ``torch.utils.flop_counter`` on the meta device (no compute;
     spectral norm folded, as the inference runtime does).
 
-    ``dense``: every conv dense, as the official code; ``total``: with the one-hot gathers
-    (:mod:`.label_conv`, their adds counted); ``one_hot_gather_removed``: the difference. Inputs
-    that are not exactly one-hot (edges, pose, overlapping masks) run the dense FLOPs.
+    ``dense``: as the official code (every conv dense, the warped exemplar label computed).
+    Then the exact cuts of the inference runtime, each with the FLOPs it removes:
+    ``one_hot_gather_removed`` (:mod:`.label_conv`, the gathers' adds counted),
+    ``shortcut_fold_removed`` (:meth:`.blocks.SPADEResBlock.fold_shortcut_beta`),
+    ``warped_mask_removed`` (a loss input, not computed); ``total`` is what remains. Inputs
+    that are not exactly one-hot (edges, pose, overlapping masks) run the gathered convs dense.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -124,23 +128,35 @@ def generator_flops(cfg: ModelConfig) -> dict[str, int]:
         # need autocast, which has no meta device).
         if parametrize.is_parametrized(module, "weight"):
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
-    counts = {}
-    for gather in (False, True):
-        set_one_hot_gather(corr, gather)
-        set_one_hot_gather(gen, gather)
+
+    def count(warped_mask: bool) -> int:
         counter = FlopCounterMode(display=False, custom_mapping=gather_flop_formulas())
         with torch.no_grad(), counter:
-            gen(label, corr(label, exemplar, label).warped)
-        counts[gather] = counter.get_total_flops()
+            gen(label, corr(label, exemplar, label, with_warped_mask=warped_mask).warped)
+        return counter.get_total_flops()
+
+    set_one_hot_gather(corr, False)
+    set_one_hot_gather(gen, False)
+    dense = count(True)
+    set_one_hot_gather(corr, True)
+    set_one_hot_gather(gen, True)
+    gathered = count(True)
+    for module in [*corr.modules(), *gen.modules()]:
+        if isinstance(module, SPADEResBlock):
+            module.fold_shortcut_beta()
+    folded = count(True)
+    total = count(False)
     # The warp's correlation with ``warp_impl: gram`` (counted, not run: the meta device has no
     # data for its blocks): one Gram matrix of the 4*corr_nf-wide features and k*k adds per
     # entry instead of the k*k*4*corr_nf-wide descriptors' products.
     n, width, taps = cfg.corr_size**2, 4 * cfg.corr_nf, cfg.match_kernel**2
     gram_removed = 2 * n * n * width * taps - (2 * n * n * width + taps * n * n)
     return {
-        "dense": counts[False],
-        "one_hot_gather_removed": counts[False] - counts[True],
-        "total": counts[True],
+        "dense": dense,
+        "one_hot_gather_removed": dense - gathered,
+        "shortcut_fold_removed": gathered - folded,
+        "warped_mask_removed": folded - total,
+        "total": total,
         "gram_correlation_removed": gram_removed,
-        "total_with_gram": counts[True] - gram_removed,
+        "total_with_gram": total - gram_removed,
     }

@@ -5,6 +5,9 @@ the ``naive`` warp (``model.warp_impl``) stays the baseline:
 
 * spectral normalisation is folded into plain weights once (exact: the eval-mode weight is
   ``W / sigma`` with a fixed ``sigma``), instead of being recomputed on every call;
+* each learned SPADE shortcut's 1x1 conv is folded into its beta conv where that is cheaper
+  (:meth:`~.blocks.SPADEResBlock.fold_shortcut_beta`; exact up to float rounding), and the
+  warped exemplar label (a training loss's input) is not computed;
 * ``precision="bfloat16"`` stores weights and activations in bfloat16, where the CPU has
   avx512_bf16/AMX (or on CUDA tensor cores) the convolutions run about twice as fast. The
   normalisation statistics (layer/instance norms) and the warp's softmax still accumulate in
@@ -23,6 +26,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from .blocks import SPADEResBlock
 from .correspondence import CorrespondenceNet
 from .translation import TranslationNet
 
@@ -50,6 +54,16 @@ def fold_spectral_norm(net: nn.Module) -> nn.Module:
     return net
 
 
+def fold_for_inference(net: nn.Module) -> nn.Module:
+    """Spectral norms folded (:func:`fold_spectral_norm`), then the shortcut betas (each block
+    where it is cheaper). In place; the network is for inference only afterwards."""
+    fold_spectral_norm(net)
+    for module in net.modules():
+        if isinstance(module, SPADEResBlock):
+            module.fold_shortcut_beta()
+    return net
+
+
 class GeneratorRuntime:
     """``(input, exemplar, exemplar_label) -> (output, warped exemplar)`` in float32, with the
     networks prepared once per :class:`RuntimeOptions`. The networks are modified in place."""
@@ -63,7 +77,7 @@ class GeneratorRuntime:
             torch.channels_last if self.options.channels_last else torch.contiguous_format
         )
         for net in (corr, gen):
-            fold_spectral_norm(net).requires_grad_(False)
+            fold_for_inference(net).requires_grad_(False)
             net.to(dtype=self.dtype, memory_format=self.memory_format)
         self.corr, self.gen = corr, gen
         self._forward = self._eager
@@ -77,7 +91,9 @@ class GeneratorRuntime:
         return x.to(self.dtype).contiguous(memory_format=self.memory_format)
 
     def _eager(self, label, exemplar, exemplar_label):
-        warp = self.corr(label, exemplar, exemplar_label, hide_exemplar_label=False)
+        warp = self.corr(
+            label, exemplar, exemplar_label, hide_exemplar_label=False, with_warped_mask=False
+        )
         return self.gen(label, warp.warped), warp.warped
 
     @torch.inference_mode()
