@@ -39,11 +39,11 @@ bench: $(STAMP)
 bench-concurrency: $(STAMP)
 	$(BIN)/python bench/concurrency.py
 
-# End-to-end inference of the paper model, naive float32 vs the optimised runtimes (~15 min on
-# 2 CPU cores): bench/results/inference.json
+# End-to-end inference of the paper model, naive float32 vs the optimised runtimes with the
+# exact cuts (~20 min on 2 CPU cores): bench/results/inference_cuts.json
 bench-inference: $(STAMP)
 	$(BIN)/python bench/inference.py --batch 1 8 --trained models/demo/export \
-		--variants baseline fused bf16_autocast bf16_cl bf16_cl_compiled
+		--variants baseline fused gram bf16_cl bf16_cl_gram --out bench/results/inference_cuts.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check cocosnet stages tests bench pipeline

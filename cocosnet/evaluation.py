@@ -27,7 +27,7 @@ from .metrics.correspondence import warp_accuracy
 from .metrics.registry import MetricOptions, evaluate, folder_inputs
 from .models.correspondence import CorrespondenceNet
 from .models.translation import TranslationNet
-from .visualize import image_grid
+from .visualize import GRID_CAPTIONS, image_grid
 
 FOLDERS = ("fake", "real", "warped", "exemplar", "label", "exemplar_label")
 
@@ -77,7 +77,7 @@ def translate_pairs(
         )
         fake = gen(input, warp.warped)
         if preview is None:
-            preview = image_grid([input, exemplar, warp.warped, fake, real])
+            preview = image_grid([input, exemplar, warp.warped, fake, real], captions=GRID_CAPTIONS)
         images = {
             "fake": to_uint8(fake),
             "real": to_uint8(real),

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .config import EvalConfig, TrackingConfig
 from .evaluation import EvalFolders
+
+if TYPE_CHECKING:
+    from .tracking import Tracker
 
 
 def eval_summary(
@@ -63,18 +66,34 @@ def _headline(result: dict) -> Any:
     return {k: round(v, 4) for k, v in result.items() if isinstance(v, float)}
 
 
-def log_evaluation(
+def start_evaluation_run(
     tracking_cfg: TrackingConfig,
     cfg: EvalConfig,
     dataset: str,
-    summary: Mapping[str, Any],
-    preview: np.ndarray | None,
     *,
     repo: Path,
-) -> str:
-    """Log the evaluation as its own MLflow run (numbers, preview, summary); returns its id."""
+    run_name: str,
+    parent_run_id: str | None = None,
+) -> Tracker:
+    """The MLflow run of evaluate@``dataset``, opened before the evaluation so that its duration
+    is the evaluation's."""
     from . import tracking
 
+    return tracking.Tracker(
+        tracking.resolve_tracking_uri(tracking_cfg.uri, repo),
+        tracking_cfg.experiment,
+        run_name=run_name,
+        tags=tracking.source_tags(repo, "stages/evaluate.py")
+        | {tracking.TAG_DVC_STAGE: f"evaluate@{dataset}", "dataset": dataset},
+        params=tracking.flatten_params({"eval": cfg.model_dump(mode="json")}),
+        parent_run_id=parent_run_id,
+    )
+
+
+def finish_evaluation_run(
+    tracker: Tracker, summary: Mapping[str, Any], preview: np.ndarray | None
+) -> str:
+    """Log the numbers, the preview and the summary, and close the run; returns its id."""
     numbers = {
         f"{metric}/{key}": float(value)
         for metric, result in summary["metrics"].items()
@@ -82,21 +101,15 @@ def log_evaluation(
         if isinstance(value, int | float) and not isinstance(value, bool) and value == value
     }
     skipped = [m for m, r in summary["metrics"].items() if "skipped" in r]
-    with tracking.Tracker(
-        tracking.resolve_tracking_uri(tracking_cfg.uri, repo),
-        tracking_cfg.experiment,
-        run_name=f"evaluate@{dataset}",
-        tags={
-            tracking.TAG_GIT_COMMIT: tracking.git_commit(repo) or "unknown",
-            tracking.TAG_DVC_STAGE: f"evaluate@{dataset}",
-            "dataset": dataset,
+    tracker.set_tags(
+        {
             "train_run_id": summary.get("train_mlflow_run_id") or "",
             "skipped": ", ".join(skipped) or "none",
-        },
-        params=tracking.flatten_params({"eval": cfg.model_dump(mode="json")}),
-    ) as tracker:
-        tracker.log_metrics(numbers, 0)
-        if preview is not None:
-            tracker.log_image(preview, "eval", 0)
-        tracker.log_dict(summary, "eval.json")
-        return tracker.run_id
+        }
+    )
+    tracker.log_metrics(numbers, 0)
+    if preview is not None:
+        tracker.log_image(preview, "eval", 0)
+    tracker.log_dict(dict(summary), "eval.json")
+    tracker.close("FINISHED")
+    return tracker.run_id

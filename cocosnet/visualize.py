@@ -36,14 +36,36 @@ def to_rgb(batch: torch.Tensor) -> torch.Tensor:
     return torch.nan_to_num(x).clamp(0, 1)
 
 
-def image_grid(columns: Sequence[torch.Tensor], max_rows: int = 4) -> np.ndarray:
-    """Samples as rows, columns (input | exemplar | warped | output | ...) side by side.
+GRID_CAPTIONS = ("input", "exemplar", "warped", "output", "truth")  # the usual five columns
+_CAPTION_HEIGHT = 14  # px of the caption band (PIL's default bitmap font is 11 px high)
+
+
+def _caption_band(captions: Sequence[str], width: int, step_x: int) -> np.ndarray:
+    """A white band with each column's caption, left-aligned over its column."""
+    from PIL import Image, ImageDraw
+
+    band = Image.new("RGB", (width, _CAPTION_HEIGHT), "white")
+    draw = ImageDraw.Draw(band)
+    for c, text in enumerate(captions):
+        draw.text((c * step_x + 2, 1), text, fill="black")
+    return np.asarray(band)
+
+
+def image_grid(
+    columns: Sequence[torch.Tensor],
+    max_rows: int = 4,
+    captions: Sequence[str] | None = None,
+) -> np.ndarray:
+    """Samples as rows, columns (input | exemplar | warped | output | ...) side by side, under
+    a band with one caption per column when ``captions`` are given.
 
     RGB columns are in [-1, 1], single-channel ones in [0, 1], and C = 2 or C > 3 are label maps
     shown with a fixed palette. Returns uint8 H' x W' x 3 with 2-px white separators.
     """
     if not columns:
         raise ValueError("image_grid needs at least one column")
+    if captions is not None and len(captions) != len(columns):
+        raise ValueError(f"{len(captions)} captions for {len(columns)} columns")
     if max_rows < 1:
         raise ValueError(f"max_rows must be >= 1, got {max_rows}")
     for i, col in enumerate(columns):
@@ -67,4 +89,6 @@ def image_grid(columns: Sequence[torch.Tensor], max_rows: int = 4) -> np.ndarray
     for c, cell in enumerate(cells):
         for r in range(rows):
             grid[r * step_y : r * step_y + h, c * step_x : c * step_x + w] = cell[r]
-    return grid
+    if captions is None:
+        return grid
+    return np.concatenate([_caption_band(captions, grid.shape[1], step_x), grid])

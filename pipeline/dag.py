@@ -187,12 +187,15 @@ def run_commands(
     log: Callable[[str], object] = print,
     tail: int = 20,
     threads: int | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> None:
     """Step 2: run the stage's commands, passing each line they print (stdout and stderr) to
     `log`; raises `StageFailed` with the last `tail` lines when a command exits non-zero.
-    ``threads``: the stage's share of the cores (None: all of this process's)."""
+    ``threads``: the stage's share of the cores (None: all of this process's); ``extra_env``:
+    more variables for the commands (the MLflow parent run)."""
     root = Path(root).resolve()
     env = dict(os.environ, DVC_ROOT=str(root), DVC_STAGE=stage.name, PYTHONUNBUFFERED="1")
+    env |= dict(extra_env or {})
     if threads is not None:
         env = budget_env(threads, env)
     for cmd in stage.cmd:

@@ -32,6 +32,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from cocosnet.cores import current_budget, thread_budget
 from cocosnet.cores import describe as describe_share
 from pipeline.dag import DvcProject, Stage, concurrency, describe, read_dag, run_commands
+from pipeline.parent_run import parent_run
 
 RAN, SKIPPED, FAILED, NOT_RUN = "ran", "skipped", "failed", "not run"
 
@@ -71,7 +72,11 @@ class PipelineFailed(RuntimeError):
 
 @task(name="dvc-stage", cache_policy=NO_CACHE, persist_result=False)
 def run_stage(
-    project: DvcProject, stage: Stage, force: bool = False, threads: int | None = None
+    project: DvcProject,
+    stage: Stage,
+    force: bool = False,
+    threads: int | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> str:
     """Run one stage if DVC says it is out of date, and record it: 'ran' or 'skipped'.
     ``threads``: its share of the cores."""
@@ -81,7 +86,7 @@ def run_stage(
         log.info("%s is up to date: skipped", stage.name)
         return SKIPPED
     log.info("%s: %s", stage.name, describe(changes))
-    run_commands(stage, project.root, log=log.info, threads=threads)
+    run_commands(stage, project.root, log=log.info, threads=threads, extra_env=extra_env)
     project.commit(stage)
     log.info("%s: committed to dvc.lock", stage.name)
     return RAN
@@ -97,6 +102,23 @@ def _thread_shares(dag: dict[str, Stage], max_workers: int, log) -> dict[str, in
         shares[name] = thread_budget(at_once, total)
         log.info("%s: %s", name, describe_share(at_once, shares[name], total))
     return shares
+
+
+def _report(dag: dict[str, Stage], futures: dict) -> ReproReport:
+    """What each stage's task came to: ran, skipped, failed (why), or not run (whose fault)."""
+    outcome, errors = {}, {}
+    for name, future in futures.items():
+        state = future.state
+        if state.is_completed():
+            outcome[name] = future.result()
+        elif state.is_failed() or state.is_crashed():
+            outcome[name] = FAILED
+            errors[name] = state.message or state.name
+        else:
+            outcome[name] = NOT_RUN
+            blocked = [up for up in dag[name].upstream if outcome[up] in (FAILED, NOT_RUN)]
+            errors[name] = f"not run: upstream {', '.join(blocked)} did not complete"
+    return ReproReport(outcome, errors)
 
 
 @flow(name="dvc-repro")
@@ -115,36 +137,26 @@ def repro(
     log.info("%d stages from DVC: %s", len(dag), ", ".join(dag))
     threads = _thread_shares(dag, max_workers, log)
     futures = {}
+    run_name = f"pipeline: {' '.join(targets) if targets else 'all stages'}"
+    parent = parent_run(project.root, run_name, "pipeline/flows.py")
     # Tasks are submitted upstream first and each waits for its upstream futures in its worker
     # thread; a thread only ever waits on tasks submitted before it, so a small pool cannot
     # deadlock. A task whose upstream failed ends NotReady without running.
-    with ThreadPoolTaskRunner(max_workers=max_workers) as runner:
+    with parent as env, ThreadPoolTaskRunner(max_workers=max_workers) as runner:
         for name, stage in dag.items():
             stage_task = run_stage.with_options(
                 task_run_name=name, retries=retries, retry_delay_seconds=retry_delay_s
             )
+            args = {"project": project, "stage": stage, "force": force}
             futures[name] = runner.submit(
                 stage_task,
-                {"project": project, "stage": stage, "force": force, "threads": threads[name]},
+                args | {"threads": threads[name], "extra_env": env},
                 wait_for=[futures[up] for up in stage.upstream],
             )
         wait(list(futures.values()))
-
-    outcome, errors = {}, {}
-    for name, future in futures.items():
-        state = future.state
-        if state.is_completed():
-            outcome[name] = future.result()
-        elif state.is_failed() or state.is_crashed():
-            outcome[name] = FAILED
-            errors[name] = state.message or state.name
-        else:
-            outcome[name] = NOT_RUN
-            blocked = [up for up in dag[name].upstream if outcome[up] in (FAILED, NOT_RUN)]
-            errors[name] = f"not run: upstream {', '.join(blocked)} did not complete"
-    report = ReproReport(outcome, errors)
-    if not report.ok:
-        raise PipelineFailed(report)
+        report = _report(dag, futures)
+        if not report.ok:  # inside: the parent run ends FAILED
+            raise PipelineFailed(report)
     log.info("%s", report.summary())
     return report
 

@@ -37,6 +37,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from cocosnet.cores import budget_env, current_budget, describe, thread_budget
+from pipeline.parent_run import parent_run
 
 PARAMS_FILE = "params.yaml"
 DVC = [sys.executable, "-m", "dvc"]  # the dvc of this environment, whatever PATH says
@@ -73,13 +74,14 @@ def queue_variant(root: Path, name: str, variant: Mapping[str, Any]) -> str:
 
 
 @task(name="run-experiments", cache_policy=NO_CACHE, persist_result=False)
-def run_queue(root: Path, jobs: int) -> None:
-    """`dvc exp run --run-all -j JOBS`: runs the queue and returns when it is empty."""
+def run_queue(root: Path, jobs: int, extra_env: Mapping[str, str] | None = None) -> None:
+    """`dvc exp run --run-all -j JOBS`: runs the queue and returns when it is empty
+    (``extra_env``: more variables its workers inherit, the MLflow parent run)."""
     log = get_run_logger()
     total = current_budget(os.environ)
     threads = thread_budget(jobs, total)
     log.info("experiments: %s", describe(jobs, threads, total))
-    env = budget_env(threads, os.environ)  # the queue's workers inherit it
+    env = budget_env(threads, os.environ) | dict(extra_env or {})  # the workers inherit it
     returncode = _follow([*DVC, "exp", "run", "--run-all", "-j", str(jobs)], root, log.info, env)
     if returncode:
         raise RuntimeError(f"`dvc exp run --run-all` exited with {returncode}")
@@ -188,7 +190,8 @@ def sweep(
     named = {f"{name}-{i}": dict(variant) for i, variant in enumerate(variants, 1)}
     for exp_name, variant in named.items():  # one at a time: queueing takes DVC's repo lock
         queue_variant(project, exp_name, variant)
-    run_queue(project, jobs)
+    with parent_run(project, f"sweep: {name}", "pipeline/sweep.py") as env:
+        run_queue(project, jobs, env)
     table = collect(project, named)
     if out:
         write_table(table, Path(out))

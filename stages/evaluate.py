@@ -19,12 +19,19 @@ from pathlib import Path
 import torch
 
 from cocosnet.data.examples import heldout_pairs
+from cocosnet.data.manifest import log_manifest_input
 from cocosnet.data.registry import adapter_for
 from cocosnet.evaluation import evaluate_model, exemplar_label_hidden
-from cocosnet.evaluation_report import eval_summary, headlines, log_evaluation, per_class_csv
+from cocosnet.evaluation_report import (
+    eval_summary,
+    finish_evaluation_run,
+    headlines,
+    per_class_csv,
+    start_evaluation_run,
+)
 from cocosnet.files import write_text_atomic
 from cocosnet.models.export import load_generator
-from stages._common import dataset_paths, load_params
+from stages._common import dataset_paths, load_params, mlflow_run_naming
 from stages._datasets import sample_loader
 
 REPO = Path(__file__).resolve().parent.parent
@@ -51,19 +58,28 @@ def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "wei
         preprocess=params.train.preprocess,
     )
     hidden = exemplar_label_hidden(eval_cfg.exemplar_mask, params.train.mask_epoch)
-    results, folders, preview = evaluate_model(
-        corr,
-        gen,
-        pairs,
-        paths.eval_dir,
-        eval_cfg,
-        device=device,
-        hide_exemplar_label=hidden,
-        label_input=loader.condition == "label",
-        num_classes=model_cfg.semantic_nc,
-        object_classes=adapter_for(dataset).object_classes,
-        weights_dir=Path(weights_dir),
+    run_name, parent = mlflow_run_naming(f"evaluate@{dataset}")
+    tracker = start_evaluation_run(
+        params.tracking, eval_cfg, dataset, repo=REPO, run_name=run_name, parent_run_id=parent
     )
+    try:
+        log_manifest_input(tracker, paths.manifest, dataset, (eval_cfg.split,), "evaluation")
+        results, folders, preview = evaluate_model(
+            corr,
+            gen,
+            pairs,
+            paths.eval_dir,
+            eval_cfg,
+            device=device,
+            hide_exemplar_label=hidden,
+            label_input=loader.condition == "label",
+            num_classes=model_cfg.semantic_nc,
+            object_classes=adapter_for(dataset).object_classes,
+            weights_dir=Path(weights_dir),
+        )
+    except BaseException as err:
+        tracker.close("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+        raise
     train_json = paths.metrics("train")
     summary = eval_summary(
         dataset,
@@ -74,9 +90,7 @@ def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "wei
         exemplar_label_hidden=hidden,
         train_summary=json.loads(train_json.read_text()) if train_json.is_file() else None,
     )
-    summary["mlflow_run_id"] = log_evaluation(
-        params.tracking, eval_cfg, dataset, summary, preview, repo=REPO
-    )
+    summary["mlflow_run_id"] = finish_evaluation_run(tracker, summary, preview)
     write_text_atomic(paths.metrics("eval"), json.dumps(summary, indent=2) + "\n")
     write_text_atomic(
         paths.metrics("eval_per_class", "csv"),

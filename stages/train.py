@@ -22,9 +22,11 @@ from pathlib import Path
 from cocosnet.config import Params
 from cocosnet.cores import budget_env, current_budget, describe, thread_budget
 from cocosnet.data.examples import heldout_pairs
+from cocosnet.data.manifest import inside_root, log_manifest_input, read_manifest
 from cocosnet.data.registry import adapter_for
 from cocosnet.data.sample import SampleLoader
 from cocosnet.files import write_text_atomic
+from cocosnet.inference.pyfunc import input_example, log_translator
 from cocosnet.models.vgg import load_vgg19
 from cocosnet.sourcecode import import_closure
 from cocosnet.training import distributed
@@ -35,11 +37,12 @@ from cocosnet.training.report import (
     curve_csv,
     finish_tracking,
     held_out_accuracy,
+    held_out_numbers,
     start_tracking,
     train_summary,
 )
 from cocosnet.weights import WeightsError
-from stages._common import dataset_paths, load_params
+from stages._common import dataset_paths, load_params, mlflow_run_naming
 from stages._datasets import sample_loader
 
 REPO = Path(__file__).resolve().parent.parent
@@ -77,16 +80,49 @@ def _held_out_accuracy(
     )
 
 
-def _stop_on_sigterm() -> Callable[[], bool]:
-    """Installs a SIGTERM handler; the returned callable says whether SIGTERM came (the loop
-    then finishes its step, writes a checkpoint and stops)."""
+def _model_example(manifest: Path, data_dir: Path, condition: str):
+    """The logged model's input example: a label map and another sample's photo (label
+    datasets; other conditions' inputs are made from photos by models the export lacks)."""
+    if condition != "label":
+        return None
+    rows = [r for r in read_manifest(manifest) if r["label"]]
+    if len(rows) < 2:
+        return None
+    return input_example(
+        inside_root(data_dir, rows[0]["label"]), inside_root(data_dir, rows[1]["image"])
+    )
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # what DVC, schedulers and Ctrl-C send
+
+
+def _stop_on_signal() -> Callable[[], bool]:
+    """Installs SIGTERM and SIGINT handlers; the returned callable says whether one came (the
+    loop then finishes its step, writes a checkpoint and stops, on every rank at once)."""
     stop = {"requested": False}
 
     def request_stop(signum, frame):
         stop["requested"] = True
 
-    signal.signal(signal.SIGTERM, request_stop)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, request_stop)
     return lambda: stop["requested"]
+
+
+def _launch_ranks(cmd: list[str], env: dict[str, str]) -> int:
+    """Run torchrun in its own session and pass it SIGTERM/SIGINT (its agent passes them to
+    every rank, which checkpoint and stop), then wait for it: stopping the stage stops every
+    rank, and none is left behind. Ctrl-C in a terminal reaches only this process (the new
+    session), so each rank is told once."""
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+
+    def forward(signum, frame):
+        if proc.poll() is None:
+            proc.send_signal(signum)
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, forward)
+    return proc.wait()
 
 
 def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "weights") -> None:
@@ -99,7 +135,7 @@ def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "wei
         total = current_budget(os.environ)
         threads = thread_budget(cfg.nproc_per_node, total)  # the ranks of this node share it
         print(f"train: {describe(cfg.nproc_per_node, threads, total)}", flush=True)
-        raise SystemExit(subprocess.call(cmd, env=budget_env(threads, os.environ)))
+        raise SystemExit(_launch_ranks(cmd, budget_env(threads, os.environ)))
     info = distributed.dist_info_from(os.environ)
     paths = dataset_paths(params, dataset)
     loader = sample_loader(params, dataset, params.model.semantic_nc)
@@ -113,9 +149,10 @@ def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "wei
     checkpoint_dir = paths.checkpoints_dir / fingerprint
     total = total_steps(len(examples), cfg, info.world_size)
     previous = previous_run(checkpoint_dir, total) if runtime.resume == "auto" else None
-    stop_requested = _stop_on_sigterm()
+    stop_requested = _stop_on_signal()
     tracker = None
     if info.is_main:
+        run_name, parent = mlflow_run_naming(f"train@{dataset}")
         tracker = start_tracking(
             params.tracking,
             runtime,
@@ -126,7 +163,10 @@ def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "wei
             no_vgg_reason=no_vgg_reason,
             previous=previous,
             repo=REPO,
+            run_name=run_name,
+            parent_run_id=parent,
         )
+        log_manifest_input(tracker, paths.manifest, dataset, ("train",), "training")
     try:
         result = train(
             examples,
@@ -154,13 +194,28 @@ def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "wei
     if result.stopped != "finished":
         tracker.close("KILLED")
         raise SystemExit(f"train: interrupted at step {result.steps}; rerun to resume")
+    _report(params, dataset, loader, tracker, result, no_vgg_reason)
+
+
+def _report(params: Params, dataset: str, loader: SampleLoader, tracker, result, no_vgg_reason):
+    """After a finished training (rank 0): held-out accuracy, the MLflow model and run, the
+    summary and the curve."""
+    paths = dataset_paths(params, dataset)
     held_out = None
     if loader.condition == "label":
         held_out = _held_out_accuracy(params, dataset, loader, result.export_dir)
     summary = train_summary(
         dataset, result, run_id=tracker.run_id, no_vgg_reason=no_vgg_reason, held_out=held_out
     )
-    finish_tracking(tracker, result, held_out)
+    log_translator(
+        tracker,
+        result.export_dir,
+        registered_name=params.tracking.registered_model.format(dataset=dataset),
+        example=_model_example(paths.manifest, loader.dir, loader.condition),
+        metrics=held_out_numbers(held_out),
+        step=result.steps,
+    )
+    finish_tracking(tracker, result, held_out, log_checkpoint=params.tracking.log_checkpoints)
     write_text_atomic(paths.metrics("train_curve", "csv"), curve_csv(result.history))
     write_text_atomic(paths.metrics("train"), json.dumps(summary, indent=2, default=str) + "\n")
     print(json.dumps({k: summary[k] for k in ("dataset", "steps", "mlflow_run_id", "losses")}))

@@ -241,9 +241,18 @@ def test_train_stage_tracks_the_run_in_mlflow(data_root, tmp_path, monkeypatch):
     history = client.get_metric_history(run.info.run_id, "G/total")
     assert [m.step for m in history] == [1, 2]
     images = [a.path for a in client.list_artifacts(run.info.run_id, "images")]
-    assert len(images) == 2
-    model = [a.path for a in client.list_artifacts(run.info.run_id, "model/export")]
-    assert "model/export/model.json" in model
+    # MLflow's image API: <key>+step+<step>+... files, which the UI shows with a step slider.
+    steps = sorted(int(p.split("+step+")[1].split("+")[0]) for p in images if p.endswith(".png"))
+    assert steps == [1, 2]
+    # The export is the run's pyfunc model, registered; checkpoints stay with DVC by default.
+    assert not client.list_artifacts(run.info.run_id, "checkpoints")
+    (output,) = run.outputs.model_outputs
+    (version,) = client.search_model_versions("name='cocosnet-demo'")
+    assert version.run_id == run.info.run_id
+    assert version.tags["logged_model_id"] == output.model_id
+    assert run.data.tags["mlflow.source.name"] == "stages/train.py"
+    (dataset,) = run.inputs.dataset_inputs
+    assert dataset.dataset.name == "demo/train"
 
 
 def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .base import _Section
 from .data import DatasetName
@@ -46,3 +46,16 @@ class TrackingConfig(_Section):
 
     uri: str | None = None
     experiment: str = Field("cocosnet", min_length=1)
+    system_metrics: bool = True  # CPU, memory (and GPU) of training runs, every 10 s
+    # DVC already stores checkpoints; at paper size an upload would double gigabytes per run.
+    log_checkpoints: bool = False
+    registered_model: str = Field("cocosnet-{dataset}", min_length=1)  # the registry's name
+
+    @field_validator("registered_model")
+    @classmethod
+    def _dataset_placeholder_only(cls, value: str) -> str:
+        try:
+            value.format(dataset="x")
+        except (KeyError, IndexError, ValueError) as err:
+            raise ValueError(f"may hold only the placeholder {{dataset}} ({err!r})") from None
+        return value

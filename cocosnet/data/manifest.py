@@ -8,13 +8,19 @@ or symlinks) are refused, so a manifest can never make a stage read or write out
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from ..tables import read_table, summarize_problems, write_table
+
+if TYPE_CHECKING:
+    from ..tracking import Tracker
 
 SPLITS = ("train", "val", "test")
 SCHEMA = pa.schema(
@@ -101,3 +107,22 @@ def read_manifest(path: str | os.PathLike, root: str | os.PathLike | None = None
     except ManifestError as err:
         raise ManifestError(f"{path}: {err}") from None
     return rows
+
+
+def split_digest(rows: Iterable[Mapping], splits: Iterable[str]) -> tuple[str, int]:
+    """A digest of the rows in ``splits`` (their ids, files and image hashes, in id order) and
+    their number: what an MLflow dataset input records, so two runs on the same data match."""
+    wanted = set(splits)
+    chosen = sorted(
+        (r["id"], r["image"], r["label"] or "", r["sha256"]) for r in rows if r["split"] in wanted
+    )
+    digest = hashlib.sha256(json.dumps(chosen).encode()).hexdigest()[:16]
+    return digest, len(chosen)
+
+
+def log_manifest_input(
+    tracker: Tracker, manifest: Path, dataset: str, splits: tuple[str, ...], context: str
+) -> None:
+    """The prepared data of ``splits`` as the run's MLflow dataset input (digest, rows)."""
+    digest, rows = split_digest(read_manifest(manifest), splits)
+    tracker.log_dataset(f"{dataset}/{'+'.join(splits)}", digest, str(manifest), rows, context)

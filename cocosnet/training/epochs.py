@@ -11,7 +11,7 @@ import torch
 from tqdm import tqdm
 
 from ..config import LossConfig, RuntimeConfig, TrainConfig
-from ..visualize import image_grid
+from ..visualize import GRID_CAPTIONS, image_grid
 from . import distributed as dist_utils
 from .checkpoint import CheckpointWriter
 from .data import TrainingExamples, epoch_batches
@@ -191,5 +191,6 @@ def _grid(batch: dict[str, torch.Tensor], generated: GeneratorResult) -> Any:
             generated.corr.warped.detach(),
             generated.fake,
             batch["image"],
-        ]
+        ],
+        captions=GRID_CAPTIONS,
     )

@@ -53,14 +53,16 @@ def start_tracking(
     no_vgg_reason: str | None,
     previous: PreviousRun | None,
     repo: Path,
+    run_name: str,
+    parent_run_id: str | None = None,
 ) -> Tracker:
     """The MLflow run of train@``dataset`` (continued, see :func:`continued_run_id`), tagged with
-    where the run stands and with the resolved config as config.json."""
+    its source and where the run stands, with system metrics (``tracking.system_metrics``) and
+    the resolved config as config.json."""
     from .. import tracking
 
     run_id = continued_run_id(previous, resolved)
-    tags = {
-        tracking.TAG_GIT_COMMIT: tracking.git_commit(repo) or "unknown",
+    tags = tracking.source_tags(repo, "stages/train.py") | {
         tracking.TAG_DVC_STAGE: f"train@{dataset}",
         "dataset": dataset,
         "condition": condition,
@@ -73,11 +75,13 @@ def start_tracking(
     tracker = tracking.Tracker(
         tracking.resolve_tracking_uri(tracking_cfg.uri, repo),
         tracking_cfg.experiment,
-        run_name=f"train@{dataset}",
+        run_name=run_name,
         run_id=run_id,
         tags=tags,
         params=mlflow_params(resolved),
         flush_every=max(1, 50 // runtime.log_every),
+        parent_run_id=parent_run_id,
+        system_metrics_every=10.0 if tracking_cfg.system_metrics else None,
     )
     tracker.log_dict(resolved, "config.json")
     return tracker
@@ -95,13 +99,24 @@ def held_out_accuracy(
     return warp_accuracy(corr, loader, object_classes=object_classes)
 
 
-def finish_tracking(tracker: Tracker, result: TrainResult, held_out: dict | None) -> None:
-    """Log the held-out accuracy, the exported model and the last checkpoint; close the run."""
-    if held_out is not None:
-        numbers = {f"eval/{k}": float(v) for k, v in held_out.items() if isinstance(v, int | float)}
-        tracker.log_metrics({k: v for k, v in numbers.items() if v == v}, result.steps)  # no NaN
-    tracker.log_artifact(result.export_dir, "model")
-    if result.checkpoint is not None:
+def held_out_numbers(held_out: dict | None) -> dict[str, float]:
+    """The held-out accuracy as MLflow metrics (``eval/...``; NaN left out)."""
+    numbers = {
+        f"eval/{k}": float(v)
+        for k, v in (held_out or {}).items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    return {k: v for k, v in numbers.items() if v == v}
+
+
+def finish_tracking(
+    tracker: Tracker, result: TrainResult, held_out: dict | None, *, log_checkpoint: bool
+) -> None:
+    """Log the held-out accuracy (and the last checkpoint with ``log_checkpoint``: DVC keeps
+    them already); close the run. The exported model is logged as an MLflow model by the
+    stage (:mod:`cocosnet.inference.pyfunc`)."""
+    tracker.log_metrics(held_out_numbers(held_out), result.steps)
+    if log_checkpoint and result.checkpoint is not None:
         tracker.log_artifact(result.checkpoint, "checkpoints")
     tracker.close("FINISHED")
 

@@ -1,162 +1,36 @@
-"""MLflow conventions in one place: where runs go, how params are named, what a run holds.
-
-Everything is passed in explicitly (no argv, params.yaml or environment reads, and MLflow's own
-env vars are left alone). :class:`Tracker` uses an explicit :class:`MlflowClient` rather than
-``mlflow.start_run`` so that several trackers in one process never share an active run.
-"""
+"""One MLflow run, through an explicit client."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
-import posixpath
-import re
-import subprocess
 import time
 from collections.abc import Iterator, Mapping
-from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import numpy as np
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-TAG_GIT_COMMIT = "git_commit"
+from .location import _artifact_root
+from .names import (
+    MAX_METRICS_PER_BATCH,
+    MAX_PARAMS_TAGS_PER_BATCH,
+    _check_key,
+    _param_value,
+)
+
 TAG_DVC_STAGE = "dvc_stage"
 TAG_LOSSES = "losses"  # which loss set the run used
-
-# MLflow's limits (mlflow/utils/validation.py): log_batch sizes, param value and key lengths.
-MAX_PARAMS_TAGS_PER_BATCH = 100
-MAX_METRICS_PER_BATCH = 1000
-MAX_PARAM_LENGTH = 6000
-MAX_KEY_LENGTH = 250
-TRUNCATION_MARKER = "...[truncated]"
-
-# MLflow's key characters minus ':' (refused on Windows), ASCII only, so keys stay portable.
-_KEY_OK = re.compile(r"^[A-Za-z0-9_.\- /]+$")
-_KEY_BAD_CHAR = re.compile(r"[^A-Za-z0-9_.\- /]")
+TAG_PARENT_RUN = "mlflow.parentRunId"  # the UI nests the run under its parent
+# The environment variable through which the Prefect flow and the sweep hand their parent run's
+# id to the stage processes they start (the stages read it; the library never does).
+PARENT_RUN_ENV = "COCOSNET_MLFLOW_PARENT_RUN"
+# The experiment's kind: the UI opens a model-training experiment on its runs, not on the GenAI
+# overview.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 _STATUSES = ("FINISHED", "FAILED", "KILLED")
-
-
-# ------------------------------------------------------------------------------- where runs go
-
-
-def _main_repo(repo_root: str | os.PathLike) -> Path:
-    """The repo itself, also when ``repo_root`` is a ``dvc exp run --queue/--temp`` copy.
-
-    DVC runs those in ``<repo>/.dvc/tmp/exps/<tmpdir>`` (dvc/repo/experiments/executor/local.py)
-    and deletes the copy afterwards, which would take a database inside it along.
-    """
-    root = Path(repo_root).resolve()
-    for i in range(len(root.parts) - 2):
-        if root.parts[i : i + 3] == (".dvc", "tmp", "exps"):
-            return Path(*root.parts[:i])
-    return root
-
-
-def default_tracking_uri(repo_root: str | os.PathLike) -> str:
-    """Absolute ``sqlite:////abs/mlflow.db`` at the repo root, so temp-copy runs are kept."""
-    return f"sqlite:///{_main_repo(repo_root) / 'mlflow.db'}"
-
-
-def resolve_tracking_uri(uri: str | None, repo_root: str | os.PathLike) -> str:
-    """Make ``uri`` absolute against the repo root; None means :func:`default_tracking_uri`."""
-    if uri is None:
-        return default_tracking_uri(repo_root)
-    if not uri.strip():
-        raise ValueError("tracking URI is empty")
-    root = _main_repo(repo_root)
-    parts = urlsplit(uri)
-    scheme = parts.scheme.lower()
-    if scheme in ("http", "https") or scheme.split("+")[0] in ("postgresql", "mysql", "mssql"):
-        return uri
-    if scheme == "sqlite":
-        if not uri.startswith("sqlite:///") or len(uri) == len("sqlite:///"):
-            raise ValueError(f"sqlite tracking URI needs a file path (sqlite:///file.db): {uri!r}")
-        path, mark, query = uri[len("sqlite:///") :].partition("?")
-        return f"sqlite:///{os.path.normpath(root / path)}{mark}{query}"
-    if scheme == "file":
-        if parts.netloc not in ("", "localhost"):
-            raise ValueError(f"file tracking URI must be local: {uri!r}")
-        return Path(os.path.normpath(root / unquote(parts.path))).as_uri()
-    if scheme == "":
-        return Path(os.path.normpath(root / uri)).as_uri()
-    raise ValueError(f"unknown tracking URI scheme {scheme!r} in {uri!r}: use sqlite:///, http(s)")
-
-
-def _artifact_root(tracking_uri: str) -> str | None:
-    """Artifacts next to a sqlite database; MLflow's default ``./mlruns`` follows the cwd."""
-    if not tracking_uri.startswith("sqlite:///"):
-        return None
-    db = tracking_uri[len("sqlite:///") :].split("?", 1)[0]
-    if not db or db == ":memory:":
-        return None
-    return (Path(db).absolute().parent / "mlruns").as_uri()
-
-
-def git_commit(repo_root: str | os.PathLike) -> str | None:
-    """HEAD of the repo, with ``-dirty`` if tracked files changed; None without git or repo."""
-
-    def git(*args: str) -> subprocess.CompletedProcess[str]:
-        cmd = ["git", "-C", os.fspath(repo_root), *args]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
-
-    try:
-        head = git("rev-parse", "--verify", "HEAD")
-        status = git("status", "--porcelain", "--untracked-files=no")
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if head.returncode or status.returncode:
-        return None
-    return head.stdout.strip() + ("-dirty" if status.stdout.strip() else "")
-
-
-# ------------------------------------------------------------------------------------- params
-
-
-def _check_key(key: str, what: str) -> str:
-    """Raise ValueError unless MLflow (on any OS) accepts ``key`` as a param/metric name."""
-    norm = posixpath.normpath(key)
-    if not _KEY_OK.match(key) or norm != key or norm == "." or key.startswith(("..", "/")):
-        raise ValueError(f"invalid MLflow {what} name {key!r}: use letters, digits, _ - . / space")
-    if len(key) > MAX_KEY_LENGTH:
-        raise ValueError(f"MLflow {what} name longer than {MAX_KEY_LENGTH} chars: {key[:60]!r}...")
-    return key
-
-
-def _param_value(value: object) -> str:
-    text = str(value)
-    if len(text) <= MAX_PARAM_LENGTH:
-        return text
-    return text[: MAX_PARAM_LENGTH - len(TRUNCATION_MARKER)] + TRUNCATION_MARKER
-
-
-def _walk(nested: Mapping, prefix: str, sep: str) -> Iterator[tuple[str, object]]:
-    for key, value in nested.items():
-        name = f"{prefix}{sep}{key}" if prefix else str(key)
-        if isinstance(value, Mapping) and value:  # an empty mapping is kept as "{}"
-            yield from _walk(value, name, sep)
-        else:
-            yield name, value
-
-
-def flatten_params(nested: Mapping, prefix: str = "", sep: str = ".") -> dict[str, str]:
-    """``{"train": {"lr_g": 1e-4}}`` -> ``{"train.lr_g": "0.0001"}``, within MLflow's limits.
-
-    Lists and scalars become ``str(value)``; values over 6000 chars end in TRUNCATION_MARKER;
-    characters MLflow refuses in keys become ``_`` (a resulting clash raises ValueError).
-    """
-    flat: dict[str, str] = {}
-    for raw, value in _walk(nested, prefix, sep):
-        key = _KEY_BAD_CHAR.sub("_", raw)
-        if key in flat:
-            raise ValueError(f"param keys clash after replacing invalid characters: {key!r}")
-        flat[_check_key(key, "param")] = _param_value(value)
-    return flat
-
-
-# ------------------------------------------------------------------------------------ tracker
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:
@@ -176,7 +50,9 @@ class Tracker:
 
     With ``run_id`` the run is resumed (status RUNNING again) and ``experiment`` is not used;
     params already logged must have the same value. Metrics are buffered and sent with
-    ``log_batch`` every ``flush_every`` calls of :meth:`log_metrics` and on flush/close.
+    ``log_batch`` every ``flush_every`` calls of :meth:`log_metrics` and on flush/close. With
+    ``system_metrics_every`` (seconds) MLflow's monitor samples CPU, memory (and GPU) into the
+    run's ``system/`` metrics until :meth:`close`; ``parent_run_id`` nests the run.
     """
 
     def __init__(
@@ -189,6 +65,8 @@ class Tracker:
         tags: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
         flush_every: int = 50,
+        parent_run_id: str | None = None,
+        system_metrics_every: float | None = None,
     ) -> None:
         if flush_every < 1:
             raise ValueError(f"flush_every must be >= 1, got {flush_every}")
@@ -198,9 +76,11 @@ class Tracker:
         self._pending_calls = 0
         self._closed = False
         wanted = {_check_key(k, "param"): _param_value(v) for k, v in (params or {}).items()}
+        tags = {k: str(v) for k, v in (tags or {}).items()}
+        if parent_run_id:
+            tags[TAG_PARENT_RUN] = parent_run_id
         if run_id is None:
             exp_id = self._experiment_id(experiment, _artifact_root(tracking_uri))
-            tags = {k: str(v) for k, v in (tags or {}).items()}
             run = self._client.create_run(exp_id, tags=tags, run_name=run_name)
             self._run_id, logged = run.info.run_id, {}
         else:
@@ -214,23 +94,47 @@ class Tracker:
                 )
         if run_id is not None:
             self._client.update_run(run_id, status="RUNNING", name=run_name)
-            self.set_tags(tags or {})
+            self.set_tags(tags)
         new = [Param(k, v) for k, v in wanted.items() if k not in logged]
         for chunk in _chunks(new, MAX_PARAMS_TAGS_PER_BATCH):
             self._client.log_batch(self._run_id, params=chunk, synchronous=True)
+        self._monitor = None
+        if system_metrics_every:  # CPU, memory, disk, network; GPUs where MLflow finds them
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+            self._monitor = SystemMetricsMonitor(
+                self._run_id,
+                sampling_interval=system_metrics_every,
+                resume_logging=run_id is not None,
+                tracking_uri=tracking_uri,
+            )
+            self._monitor.start()
 
     def _experiment_id(self, name: str, artifact_location: str | None) -> str:
         exp = self._client.get_experiment_by_name(name)
         if exp is None:
             try:
-                return self._client.create_experiment(name, artifact_location=artifact_location)
+                return self._client.create_experiment(
+                    name, artifact_location=artifact_location, tags=EXPERIMENT_KIND
+                )
             except MlflowException:  # another process created it in between
                 exp = self._client.get_experiment_by_name(name)
                 if exp is None:
                     raise
         if exp.lifecycle_stage != "active":
             raise ValueError(f"MLflow experiment {name!r} is deleted; restore it or rename")
+        for key, value in EXPERIMENT_KIND.items():  # experiments made before the tag existed
+            if exp.tags.get(key) != value:
+                self._client.set_experiment_tag(exp.experiment_id, key, value)
         return exp.experiment_id
+
+    @property
+    def client(self) -> MlflowClient:
+        return self._client
+
+    @property
+    def experiment_id(self) -> str:
+        return self._client.get_run(self._run_id).info.experiment_id
 
     def _existing_run(self, run_id: str) -> Run:
         try:
@@ -272,11 +176,28 @@ class Tracker:
         self._pending_calls = 0
 
     def log_image(self, image: np.ndarray, name: str, step: int) -> None:
-        """Store a uint8 H x W x 3 image as ``images/{name}_step{step:07d}.png``."""
+        """A uint8 H x W x 3 image under ``name`` at ``step`` (MLflow's image API: the UI shows
+        each name with a step slider)."""
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"log_image needs uint8 H x W x 3, got {image.dtype} {image.shape}")
-        file = f"images/{name}_step{step:07d}.png"
-        self._client.log_image(self._open_run(), image, artifact_file=file)
+        self._client.log_image(
+            self._open_run(), image, key=_check_key(name, "image"), step=int(step), synchronous=True
+        )
+
+    def log_dataset(self, name: str, digest: str, source: str, rows: int, context: str) -> None:
+        """A dataset input of the run (the UI's "Datasets"): ``context`` says what for (train,
+        evaluation)."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        dataset = Dataset(
+            name=name,
+            digest=digest,
+            source_type="local",
+            source=json.dumps({"uri": source}),
+            profile=json.dumps({"num_rows": rows}),
+        )
+        tags = [InputTag("mlflow.data.context", context)]
+        self._client.log_inputs(self._open_run(), [DatasetInput(dataset, tags)])
 
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         self._client.log_artifact(self._open_run(), os.fspath(path), artifact_path)
@@ -300,6 +221,8 @@ class Tracker:
             return
         self._closed = True
         try:
+            if self._monitor is not None:
+                self._monitor.finish()
             self.flush()
         finally:
             self._client.set_terminated(self._run_id, status)
