@@ -5,7 +5,8 @@ semantic consistency, style relevance) and the warp accuracy.
 Writes eval/DS/images (fake/, real/, warped/, exemplar/, label/, exemplar_label/),
 eval/DS/cache (FID reference statistics keyed by their inputs; kept between runs and not a DVC
 output, so DVC's run-cache can restore the stage),
-metrics/eval_DS.json (every metric with its protocol, or `skipped` with the reason),
+metrics/eval_DS.json (the numbers), metrics/eval_run_DS.json (the protocol, the run ids, each
+skipped metric with the reason),
 metrics/eval_per_class_DS.csv (warp accuracy per class, a DVC plot) and an MLflow run with
 the numbers, a preview grid and the per-class tables.
 """
@@ -30,6 +31,7 @@ from cocosnet.evaluation_report import (
     start_evaluation_run,
 )
 from cocosnet.files import write_text_atomic
+from cocosnet.metric_files import split_summary
 from cocosnet.models.export import load_generator
 from stages._common import dataset_paths, load_params, mlflow_run_naming
 from stages._datasets import sample_loader
@@ -80,7 +82,7 @@ def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "wei
     except BaseException as err:
         tracker.close("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
         raise
-    train_json = paths.metrics("train")
+    train_json = paths.metrics("train_run")  # the training's run id
     summary = eval_summary(
         dataset,
         eval_cfg,
@@ -91,7 +93,9 @@ def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "wei
         train_summary=json.loads(train_json.read_text()) if train_json.is_file() else None,
     )
     summary["mlflow_run_id"] = finish_evaluation_run(tracker, summary, preview)
-    write_text_atomic(paths.metrics("eval"), json.dumps(summary, indent=2) + "\n")
+    numbers, record = split_summary(summary)
+    write_text_atomic(paths.metrics("eval"), json.dumps(numbers, indent=2) + "\n")
+    write_text_atomic(paths.metrics("eval_run"), json.dumps(record, indent=2) + "\n")
     write_text_atomic(
         paths.metrics("eval_per_class", "csv"),
         per_class_csv(results, adapter_for(dataset).class_names),

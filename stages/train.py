@@ -1,7 +1,8 @@
 """DVC stage `train@DS`: train CoCosNet on the prepared ROOT/DS with the exemplars of ROOT/DS_index.
 
-Writes models/DS/export (safetensors + model.json), metrics/train_DS.json (with the MLflow run
-id) and metrics/train_curve_DS.csv: the stage's outputs. Checkpoints live beside them in
+Writes models/DS/export (safetensors + model.json), metrics/train_DS.json (numbers only),
+metrics/train_run_DS.json (the MLflow run id, the loss set, the held-out per-class table) and
+metrics/train_curve_DS.csv (rewritten at every logged step): the stage's outputs. Checkpoints live beside them in
 models/DS/checkpoints/<fingerprint>/, a resume area that is not an output: `runtime.resume: auto`
 continues an interrupted training of the same configuration and code, DVC's run-cache can
 restore the outputs of an earlier configuration, and changing configurations never deletes
@@ -27,14 +28,15 @@ from cocosnet.data.registry import adapter_for
 from cocosnet.data.sample import SampleLoader
 from cocosnet.files import write_text_atomic
 from cocosnet.inference.pyfunc import input_example, log_translator
+from cocosnet.metric_files import split_summary
 from cocosnet.models.vgg import load_vgg19
 from cocosnet.sourcecode import import_closure
 from cocosnet.training import distributed
 from cocosnet.training.checkpoint import previous_run, source_digest, training_fingerprint
+from cocosnet.training.curve import curve_csv
 from cocosnet.training.data import training_examples
 from cocosnet.training.loop import total_steps, train
 from cocosnet.training.report import (
-    curve_csv,
     finish_tracking,
     held_out_accuracy,
     held_out_numbers,
@@ -184,6 +186,7 @@ def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "wei
             resolved_config=resolved,
             stop_requested=stop_requested,
             run_id=tracker.run_id if tracker else None,
+            curve_file=paths.metrics("train_curve", "csv"),
         )
     except BaseException:
         if tracker is not None:
@@ -217,7 +220,9 @@ def _report(params: Params, dataset: str, loader: SampleLoader, tracker, result,
     )
     finish_tracking(tracker, result, held_out, log_checkpoint=params.tracking.log_checkpoints)
     write_text_atomic(paths.metrics("train_curve", "csv"), curve_csv(result.history))
-    write_text_atomic(paths.metrics("train"), json.dumps(summary, indent=2, default=str) + "\n")
+    numbers, record = split_summary(summary)
+    write_text_atomic(paths.metrics("train"), json.dumps(numbers, indent=2) + "\n")
+    write_text_atomic(paths.metrics("train_run"), json.dumps(record, indent=2, default=str) + "\n")
     print(json.dumps({k: summary[k] for k in ("dataset", "steps", "mlflow_run_id", "losses")}))
 
 

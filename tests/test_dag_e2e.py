@@ -68,11 +68,13 @@ def test_dvc_repro_runs_the_whole_dag(project):
     ]
     assert (project / "models/demo/export/model.json").is_file()
     train = json.loads((project / "metrics/train_demo.json").read_text())
+    train_run = json.loads((project / "metrics/train_run_demo.json").read_text())
     evaluation = json.loads((project / "metrics/eval_demo.json").read_text())
-    assert train["steps"] == 2 and evaluation["protocol"]["images"] == 4
+    eval_run = json.loads((project / "metrics/eval_run_demo.json").read_text())
+    assert train["steps"] == 2 and eval_run["protocol"]["images"] == 4
     assert evaluation["metrics"]["swd"]["swd_avg"] > 0
-    assert "skipped" in evaluation["metrics"]["fid"]
-    assert evaluation["train_mlflow_run_id"] == train["mlflow_run_id"]
+    assert "skipped" in eval_run["metrics"]["fid"]
+    assert eval_run["train_mlflow_run_id"] == train_run["mlflow_run_id"]
     assert (project / "metrics/eval_per_class_demo.csv").read_text().startswith("class,")
 
     again = run(["dvc", "repro"], project)
@@ -104,8 +106,9 @@ def test_dvc_exp_run_of_a_train_key_and_the_run_cache_when_it_is_set_back(projec
     # goes on. (A shorter run never takes a longer run's checkpoint: test_training_loop.py.)
     out = run(["dvc", "exp", "run", "-S", "train.max_steps=3"], project)
     assert ran(out) == ["evaluate@demo", "train@demo"]
-    summary = json.loads((project / "metrics/train_demo.json").read_text())
-    assert summary["steps"] == 3 and summary["resumed_from_step"] == 2, out
+    summary = json.loads((project / "metrics/train_run_demo.json").read_text())
+    steps = json.loads((project / "metrics/train_demo.json").read_text())["steps"]
+    assert steps == 3 and summary["resumed_from_step"] == 2, out
     assert (project / "models/demo/export/translation.safetensors").read_bytes() != first
     from mlflow.tracking import MlflowClient
 

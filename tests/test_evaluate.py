@@ -31,7 +31,19 @@ def evaluated(data_root, tmp_path_factory):  # noqa: F811
         mp.chdir(work)
         train_stage("demo", "params.yaml", str(work / "no-weights"))
         evaluate_stage("demo", "params.yaml", str(work / "no-weights"))
-    return work, json.loads((work / "metrics" / "eval_demo.json").read_text())
+    numbers = json.loads((work / "metrics" / "eval_demo.json").read_text())
+    record = json.loads((work / "metrics" / "eval_run_demo.json").read_text())
+    assert "per_class" not in numbers["metrics"]["warp_accuracy"]
+    assert "protocol" not in numbers and "mlflow_run_id" not in numbers
+    return work, _merged(record, numbers)
+
+
+def _merged(record: dict, numbers: dict) -> dict:
+    """The stage's whole summary again, from its two files."""
+    out = dict(record)
+    for key, value in numbers.items():
+        out[key] = _merged(out.get(key, {}), value) if isinstance(value, dict) else value
+    return out
 
 
 def test_evaluate_stage_writes_folders_metrics_and_protocol(evaluated):

@@ -209,3 +209,29 @@ def test_grid_captions_name_the_columns():
         assert (band[:, c * 18 : c * 18 + 16] < 128).any()
     with pytest.raises(ValueError, match="captions"):
         image_grid(cols, captions=GRID_CAPTIONS[:2])
+
+
+def test_metric_files_hold_numbers_and_the_rest_goes_to_the_record():
+    from cocosnet.metric_files import split_summary
+
+    summary = {
+        "dataset": "demo",
+        "steps": 3,
+        "resumed_from_step": 2,
+        "ok": True,
+        "held_out": {"accuracy": 0.5, "per_class": {"0": {"accuracy": 1.0}}, "note": None},
+        "metrics": {"fid": {"skipped": "no weights"}, "swd": {"swd_avg": 1.5, "sha": "ab"}},
+    }
+    numbers, record = split_summary(summary)
+    assert numbers == {
+        "steps": 3,
+        "held_out": {"accuracy": 0.5},
+        "metrics": {"swd": {"swd_avg": 1.5}},
+    }
+    assert record == {
+        "dataset": "demo",
+        "resumed_from_step": 2,
+        "ok": True,
+        "held_out": {"per_class": {"0": {"accuracy": 1.0}}, "note": None},
+        "metrics": {"fid": {"skipped": "no weights"}, "swd": {"sha": "ab"}},
+    }

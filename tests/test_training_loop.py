@@ -21,6 +21,7 @@ from cocosnet.config import RuntimeConfig, parse_params
 from cocosnet.cores import budget_env, thread_budget
 from cocosnet.models.factory import build_correspondence, build_discriminator, build_translation
 from cocosnet.training.checkpoint import list_checkpoints, load_checkpoint
+from cocosnet.training.curve import curve_csv
 from cocosnet.training.data import training_examples
 from cocosnet.training.distributed import torchrun_command
 from cocosnet.training.loop import train
@@ -120,6 +121,20 @@ def test_a_few_steps_train_every_sub_network(data_root, tmp_path):
     assert len(list_checkpoints(tmp_path / "checkpoints")) == p.runtime.keep_checkpoints
 
 
+def test_the_curve_is_written_as_the_training_goes(data_root, tmp_path):
+    p = parse_params(_params(max_steps=3))
+    curve = tmp_path / "curve.csv"
+    rows_seen = []
+
+    def watch() -> bool:  # polled after every step: what a user watching the file sees
+        rows_seen.append(len(curve.read_text().splitlines()) if curve.exists() else 0)
+        return False
+
+    result = _train_tiny(data_root, tmp_path, p, curve_file=curve, stop_requested=watch)
+    assert rows_seen == [2, 3, 4]  # the header and one row per logged step so far
+    assert curve.read_text() == curve_csv(result.history)
+
+
 def test_ddp_replicas_stay_identical(data_root, tmp_path):
     proc = _worker(
         data_root,
@@ -212,6 +227,13 @@ def test_torchrun_command_for_one_node_and_many():
     assert "--standalone" not in cmd
 
 
+def _leaves_are_numbers(tree) -> bool:
+    return all(
+        _leaves_are_numbers(v) if isinstance(v, dict) else type(v) in (int, float)
+        for v in tree.values()
+    )
+
+
 def test_train_stage_tracks_the_run_in_mlflow(data_root, tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
@@ -225,11 +247,14 @@ def test_train_stage_tracks_the_run_in_mlflow(data_root, tmp_path, monkeypatch):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     monkeypatch.chdir(tmp_path)
     train_stage("demo", "params.yaml", str(tmp_path / "no-weights"))
-    summary = json.loads((tmp_path / "metrics" / "train_demo.json").read_text())
-    assert summary["steps"] == 2 and "no-vgg" in summary["losses"]
+    numbers = json.loads((tmp_path / "metrics" / "train_demo.json").read_text())
+    summary = json.loads((tmp_path / "metrics" / "train_run_demo.json").read_text())
+    assert _leaves_are_numbers(numbers)  # what `dvc metrics show` tabulates
+    assert numbers["steps"] == 2 and "no-vgg" in summary["losses"]
     assert "loss.vgg is off" in summary["vgg_losses_off_reason"]
-    held_out = summary["held_out"]
+    held_out = numbers["held_out"]
     assert 0 <= held_out["warp_accuracy_baseline"] <= held_out["warp_accuracy_upper_bound"] <= 1
+    assert summary["held_out"]["per_class"] and summary["resumed_from_step"] is None
     curve = (tmp_path / "metrics" / "train_curve_demo.csv").read_text().splitlines()
     assert curve[0].startswith("step,") and len(curve) == 3
     client = MlflowClient(uri)

@@ -11,9 +11,11 @@ import torch
 from tqdm import tqdm
 
 from ..config import LossConfig, RuntimeConfig, TrainConfig
+from ..files import write_text_atomic
 from ..visualize import GRID_CAPTIONS, image_grid
 from . import distributed as dist_utils
 from .checkpoint import CheckpointWriter
+from .curve import curve_csv
 from .data import TrainingExamples, epoch_batches
 from .distributed import DistInfo
 from .schedule import EpochSchedule, epoch_schedule
@@ -42,11 +44,13 @@ class EpochLoop:
         checkpoints: CheckpointWriter,
         tracker: Tracking | None,
         history: list[dict[str, float]],  # logged before a resume
+        curve: Path | None = None,  # rewritten at every logged step (rank 0)
     ):
         self.trainer, self.total, self.epoch_steps = trainer, total, epoch_steps
         self.runtime, self.info, self.device = runtime, info, device
         self.checkpoints, self.tracker = checkpoints, tracker
         self.history = history  # every logged step's values, a resumed run's included
+        self.curve = curve if info.is_main else None
         self.epochs_started = trainer.step // epoch_steps
         self.checkpoint: Path | None = None  # the last one written
         self.stopped = "finished"  # or "interrupted"
@@ -157,6 +161,8 @@ class EpochLoop:
                 "exemplar_label_hidden": float(schedule.exemplar_label_hidden),
             }
             self.history.append({"step": float(step)} | values)
+            if self.curve is not None:  # a curve to watch while the training runs
+                write_text_atomic(self.curve, curve_csv(self.history))
             progress.set_postfix(G=f"{values['G/total']:.3g}", D=f"{values['D/total']:.3g}")
             if tracker is not None:
                 tracker.log_metrics(values, step)

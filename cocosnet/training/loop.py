@@ -81,6 +81,7 @@ def train(
     stop_requested: Callable[[], bool] = lambda: False,  # polled after every step
     run_id: str | None = None,  # the MLflow run, saved in every checkpoint
     log: Callable[[str], None] = print,
+    curve_file: str | Path | None = None,  # the loss curve, written as the training goes
 ) -> TrainResult:
     """Train CoCosNet on ``examples``: checkpoints go to ``checkpoint_dir`` (the resume area of
     ``fingerprint``), the exported model of a finished run to ``export_dir``."""
@@ -116,8 +117,9 @@ def train(
         )
 
         # Train: epochs of steps until the last one, a stop request or a non-finite loss.
+        curve = Path(curve_file) if curve_file is not None else None
         run = EpochLoop(
-            trainer, total, epoch_steps, runtime, info, device, checkpoints, tracker, history
+            trainer, total, epoch_steps, runtime, info, device, checkpoints, tracker, history, curve
         )
         run.train(examples, cfg, loss_cfg, stop_requested=stop_requested, log=log)
 

@@ -7,8 +7,6 @@ of the trained correspondence on held-out pairs.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -147,14 +145,3 @@ def train_summary(
     if held_out is not None:
         summary["held_out"] = held_out
     return summary
-
-
-def curve_csv(history: list[dict[str, float]]) -> str:
-    """The logged values of every logged step, one row per step (a DVC plot)."""
-    keys = sorted({k for row in history for k in row} - {"step"})
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["step", *keys])
-    for row in history:
-        writer.writerow([int(row["step"]), *(row.get(k, "") for k in keys)])
-    return out.getvalue()

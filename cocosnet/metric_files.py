@@ -1,0 +1,37 @@
+"""A stage's summary as DVC reads it: the numbers in the metrics file (what `dvc metrics show`
+and `dvc exp show` tabulate), everything else (run ids, reasons, protocols, per-class tables) in
+a record beside it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+# Subtrees that go to the record whole, numbers or not: they are not results. Tables that would
+# spread over dozens of columns (also in their own CSV plots where a stage writes one), how a
+# result was measured, and where a run resumed from (null when it did not).
+_RECORD_KEYS = ("per_class", "protocol", "resumed_from_step")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def split_summary(summary: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(numbers, record)``: the numeric leaves of ``summary`` (nesting kept), and the rest."""
+    numbers: dict[str, Any] = {}
+    record: dict[str, Any] = {}
+    for key, value in summary.items():
+        if key in _RECORD_KEYS:
+            record[key] = value
+        elif isinstance(value, Mapping):
+            inner_numbers, inner_record = split_summary(value)
+            if inner_numbers:
+                numbers[key] = inner_numbers
+            if inner_record:
+                record[key] = inner_record
+        elif _is_number(value):
+            numbers[key] = value
+        else:
+            record[key] = value
+    return numbers, record
