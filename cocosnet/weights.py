@@ -13,13 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .files import atomic_path, load_tensor_state, write_text_atomic
+from .files import atomic_path, load_tensor_state, one_line, write_text_atomic
 
 LOCK_FILE = "lock.json"
 
@@ -218,14 +217,15 @@ def fetch(name: str, weights_dir: str | Path) -> Path:
     weights_dir = Path(weights_dir)
     weights_dir.mkdir(parents=True, exist_ok=True)
     part = weights_dir / (s.filename + ".part")
+    from torch.hub import download_url_to_file  # progress bar, and the digest checked on the way
+
     try:
-        with urllib.request.urlopen(s.url, timeout=60) as response, open(part, "wb") as out:
-            shutil.copyfileobj(response, out)
-    except OSError as err:
+        download_url_to_file(s.url, str(part), hash_prefix=s.sha256 or s.sha256_prefix)
+    except (OSError, RuntimeError) as err:  # network errors; RuntimeError: a digest mismatch
         part.unlink(missing_ok=True)
         raise WeightsError(
-            f"could not download {s.name} from {s.url} ({err}); download it by hand and use "
-            f"`cocosnet weights add {s.name} PATH`"
+            f"could not download {s.name} from {s.url} ({one_line(str(err))}); download it by "
+            f"hand and use `cocosnet weights add {s.name} PATH`"
         ) from None
     try:
         return add(name, part, weights_dir)

@@ -162,10 +162,11 @@ def write_images(folder, n, seed):
     return folder
 
 
-def test_folder_stats_do_not_depend_on_batch_size(tmp_path):
+def test_folder_stats_do_not_depend_on_batch_size(tmp_path, capsys):
     folder = write_images(tmp_path / "real", 17, seed=0)
     results = [image_folder_stats(folder, PooledColours(), batch_size=b) for b in (1, 4, 50)]
     assert {r.count for r in results} == {17}
+    assert "FID features real" in capsys.readouterr().err  # long work shows progress
     for other in results[1:]:
         for a, b in zip(other.mean_cov(), results[0].mean_cov(), strict=True):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)

@@ -219,7 +219,7 @@ def write_folder(path, images, suffix=".png"):
     return path
 
 
-def test_swd_folders(tmp_path):
+def test_swd_folders(tmp_path, capsys):
     real = smooth_images(6)
     real_dir = write_folder(tmp_path / "real", real)
     same_dir = write_folder(tmp_path / "same", real)
@@ -227,6 +227,8 @@ def test_swd_folders(tmp_path):
     (tmp_path / "noisy" / "notes.txt").write_text("ignored")
 
     same = swd_folders(real_dir, same_dir, seed=0)
+    progress = capsys.readouterr().err  # long work shows progress
+    assert "SWD real" in progress and "SWD fake" in progress
     noisy = swd_folders(real_dir, noisy_dir, seed=0)
     assert set(noisy) == {"swd_64", "swd_32", "swd_16", "swd_avg"}
     # The two sets sample their neighbourhoods independently, so identical folders are not

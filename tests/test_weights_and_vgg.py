@@ -176,3 +176,25 @@ def test_only_verifiable_files_can_be_fetched(tmp_path):
     for name in ("upernet_ade20k", "vgg19_caffe", "openpose_body_caffemodel"):
         with pytest.raises(weights.WeightsError, match="cannot be fetched automatically"):
             weights.fetch(name, tmp_path)
+
+
+def test_fetch_downloads_with_progress_and_checks_the_digest(tmp_path, monkeypatch, capsys):
+    """`weights fetch` goes through torch.hub's downloader (progress bar, digest on the way);
+    here from a file:// URL standing in for the official one."""
+    import dataclasses
+
+    source = tmp_path / "official.pth"
+    torch.save({"w": torch.zeros(3)}, source)
+    digest = weights.sha256_of(source)
+    entry = dataclasses.replace(
+        weights.REGISTRY["vgg19_torchvision"], url=source.as_uri(), sha256_prefix=digest[:8]
+    )
+    monkeypatch.setitem(weights.REGISTRY, "vgg19_torchvision", entry)
+    dest = weights.fetch("vgg19_torchvision", tmp_path / "weights")
+    assert weights.sha256_of(dest) == digest and "100%" in capsys.readouterr().err
+    assert not list((tmp_path / "weights").glob("*.part*"))
+    wrong = dataclasses.replace(entry, sha256_prefix="00000000")
+    monkeypatch.setitem(weights.REGISTRY, "vgg19_torchvision", wrong)
+    with pytest.raises(weights.WeightsError, match="could not download vgg19_torchvision"):
+        weights.fetch("vgg19_torchvision", tmp_path / "other")
+    assert not list((tmp_path / "other").glob("*.part*"))

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy import linalg
+from tqdm import tqdm
 
 from .. import weights
 from ..files import atomic_path, load_tensor_state
@@ -215,10 +216,13 @@ def image_folder_stats(
     if not files:
         raise ValueError(f"{folder} holds no PNG or JPEG images")
     stats = FeatureStats()
-    for start in range(0, len(files), batch_size):
-        images = [read_image(f) for f in files[start : start + batch_size]]
-        for run in _same_shape_runs(images):
-            stats.update(features(torch.from_numpy(np.stack(run)).permute(0, 3, 1, 2)))
+    with tqdm(total=len(files), desc=f"FID features {Path(folder).name}", unit="image",
+              leave=False) as bar:  # fmt: skip
+        for start in range(0, len(files), batch_size):
+            images = [read_image(f) for f in files[start : start + batch_size]]
+            for run in _same_shape_runs(images):
+                stats.update(features(torch.from_numpy(np.stack(run)).permute(0, 3, 1, 2)))
+            bar.update(len(images))
     return stats
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from ..formats.tensors import image_to_tensor
 from ..io import image_files, read_image, read_label
@@ -103,10 +104,13 @@ def matched(inputs: MetricInputs, names: Sequence[str]) -> list[dict[str, Path]]
 
 
 def _batches(
-    rows: list[dict[str, Path]], batch_size: int, device: str
+    rows: list[dict[str, Path]], batch_size: int, device: str, desc: str
 ) -> Iterator[dict[str, torch.Tensor]]:
+    """Batches of ``rows`` read onto ``device``, with a progress bar (images) named ``desc``."""
+    bar = tqdm(total=len(rows), desc=desc, unit="image", leave=False)
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
+        bar.update(len(chunk))
         out: dict[str, torch.Tensor] = {}
         for name in chunk[0]:
             if name.endswith("label"):
@@ -115,6 +119,7 @@ def _batches(
                 arrays = [image_to_tensor(read_image(r[name])) for r in chunk]
             out[name] = torch.stack(arrays).to(device)
         yield out
+    bar.close()
 
 
 def _fid(inputs: MetricInputs, options: MetricOptions, pretrained: PretrainedCache) -> dict:
@@ -142,7 +147,7 @@ def _semantic(inputs: MetricInputs, options: MetricOptions, pretrained: Pretrain
 
     meter = SemanticConsistency(pretrained.vgg(), inputs.num_classes)
     rows = matched(inputs, ("fake", "real", "label"))
-    for b in _batches(rows, options.batch_size, options.device):
+    for b in _batches(rows, options.batch_size, options.device, "semantic consistency"):
         meter.update(b["fake"], b["real"], b["label"])
     return meter.result()
 
@@ -152,7 +157,7 @@ def _style(inputs: MetricInputs, options: MetricOptions, pretrained: PretrainedC
 
     meter = StyleRelevance(pretrained.vgg(), inputs.num_classes)
     rows = matched(inputs, ("fake", "exemplar", "label", "exemplar_label"))
-    for b in _batches(rows, options.batch_size, options.device):
+    for b in _batches(rows, options.batch_size, options.device, "style relevance"):
         meter.update(b["fake"], b["exemplar"], b["label"], b["exemplar_label"])
     return meter.result()
 

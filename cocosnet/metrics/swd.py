@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.ndimage
+from tqdm import tqdm
 
 from ..io import image_files, read_image
 
@@ -223,9 +224,11 @@ def _image_files(folder: str | os.PathLike) -> list[Path]:
     return files
 
 
-def _stats_for(files: list[Path], image_size: int, seed: int, batch_size: int) -> SWDStats:
+def _stats_for(
+    files: list[Path], image_size: int, seed: int, batch_size: int, desc: str
+) -> SWDStats:
     stats = SWDStats(image_size, seed=seed)
-    for start in range(0, len(files), batch_size):
+    for start in tqdm(range(0, len(files), batch_size), desc=desc, unit="batch", leave=False):
         batch = []
         for path in files[start : start + batch_size]:
             img = read_image(path)
@@ -263,6 +266,6 @@ def swd_folders(
             raise ValueError(f"{real_files[0]}: SWD needs square images, got {first.shape[:2]}")
         image_size = first.shape[0]
     real_seed, fake_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(2))
-    real = _stats_for(real_files, image_size, real_seed, batch_size)
-    fake = _stats_for(fake_files, image_size, fake_seed, batch_size)
+    real = _stats_for(real_files, image_size, real_seed, batch_size, "SWD real")
+    fake = _stats_for(fake_files, image_size, fake_seed, batch_size, "SWD fake")
     return swd(real, fake, seed=seed)
