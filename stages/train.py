@@ -3,10 +3,10 @@
 Writes models/DS/export (safetensors + model.json), metrics/train_DS.json (numbers only),
 metrics/train_run_DS.json (the MLflow run id, the loss set, the held-out per-class table) and
 metrics/train_curve_DS.csv (rewritten at every logged step): the stage's outputs. Checkpoints
-live beside them in models/DS/checkpoints/<fingerprint>/, a resume area that is not an output: `runtime.resume: auto`
-continues an interrupted training of the same configuration and code, DVC's run-cache can
-restore the outputs of an earlier configuration, and changing configurations never deletes
-another configuration's checkpoints. When params ask for more than one process the stage
+live beside them in models/DS/checkpoints/<fingerprint>/, a resume area that is not an output:
+`runtime.resume: auto` continues an interrupted training of the same configuration and code,
+DVC's run-cache can restore the outputs of an earlier configuration, and changing
+configurations never deletes another configuration's checkpoints. When params ask for more than one process the stage
 re-launches itself under torchrun, so `dvc repro` is the same command on a laptop and a GPU node.
 """
 
