@@ -6,8 +6,9 @@ metrics/train_curve_DS.csv (rewritten at every logged step): the stage's outputs
 live beside them in models/DS/checkpoints/<fingerprint>/, a resume area that is not an output:
 `runtime.resume: auto` continues an interrupted training of the same configuration and code,
 DVC's run-cache can restore the outputs of an earlier configuration, and changing
-configurations never deletes another configuration's checkpoints. When params ask for more than one process the stage
-re-launches itself under torchrun, so `dvc repro` is the same command on a laptop and a GPU node.
+configurations never deletes another configuration's checkpoints. When params ask for more
+than one process the stage re-launches itself under torchrun, so `dvc repro` is the same command
+on a laptop and a GPU node.
 """
 
 from __future__ import annotations
