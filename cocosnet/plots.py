@@ -1,8 +1,10 @@
 """Render DVC's plots and metrics to a self-contained HTML page that needs no internet.
 
-`dvc plots show` builds an HTML page that loads Vega from a CDN. Here the Vega-Lite specs DVC
-fills with data (`dvc plots show --json`) are rendered to SVG by vl-convert (a bundled engine,
-no network), and the page embeds them inline beside a table of `dvc metrics show --json`.
+`dvc plots show` / `dvc plots diff` build an HTML page that loads Vega from a CDN. Here the
+Vega-Lite specs DVC fills with data (`dvc plots show --json`, or `dvc plots diff --json REV...`
+to compare commits and experiments: a colour per revision) are rendered to SVG by vl-convert (a
+bundled engine, no network), with a log y axis where the values span two decades or more, and
+the page embeds them inline beside a table of the metrics of each revision.
 """
 
 from __future__ import annotations
@@ -24,6 +26,41 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
         out[prefix] = value
 
 
+LOG_SPAN = 100.0  # max / min of a positive y field from which the axis is logarithmic
+
+
+def _numbers(values: list, field: str) -> list[float]:
+    out = []
+    for row in values:
+        try:
+            out.append(float(row[field]))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
+def with_log_axes(spec: dict) -> dict:
+    """``spec`` with a log-scaled y wherever its field's values are positive and span at least
+    :data:`LOG_SPAN` (losses that fall by orders of magnitude; several curves on one chart)."""
+    values = (spec.get("data") or {}).get("values") or []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            y = (node.get("encoding") or {}).get("y")
+            if isinstance(y, dict) and y.get("field") and "scale" not in y:
+                numbers = _numbers(values, y["field"])
+                if numbers and min(numbers) > 0 and max(numbers) / min(numbers) >= LOG_SPAN:
+                    y["scale"] = {"type": "log"}
+            for child in node.values():
+                walk(child)
+        elif isinstance(node, list):
+            for child in node:
+                walk(child)
+
+    walk(spec)
+    return spec
+
+
 def _metrics_table(metrics_json: Mapping) -> str:
     rows = []
     for rev, files in metrics_json.items():
@@ -31,7 +68,7 @@ def _metrics_table(metrics_json: Mapping) -> str:
             flat: dict[str, Any] = {}
             _flatten("", content.get("data", {}), flat)
             for key, value in flat.items():
-                if isinstance(value, int | float | str) and not isinstance(value, bool):
+                if isinstance(value, int | float) and not isinstance(value, bool):  # numbers
                     shown = f"{value:.6g}" if isinstance(value, float) else str(value)
                     cells = (rev, path, key, shown)
                     rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells))
@@ -55,7 +92,7 @@ def render(
         for item in items:
             if item.get("type") != "vega":
                 continue
-            svg = vl_convert.vegalite_to_svg(item["content"])
+            svg = vl_convert.vegalite_to_svg(with_log_axes(item["content"]))
             write_text_atomic(out / f"plot_{i:02d}.svg", svg)
             figures.append(f"<figure>{svg}<figcaption>{html.escape(name)}</figcaption></figure>")
     missing = "".join(f"<li>{html.escape(p)}</li>" for p in problems)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def add_evaluate(sub) -> None:
@@ -43,12 +44,72 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 3 if "skipped" in result else 0
 
 
+DVC = [sys.executable, "-m", "dvc"]  # the dvc of this environment, whatever PATH says
+
+
 def add_plots(sub) -> None:
     plots = sub.add_parser(
         "plots", help="DVC plots and metrics as an offline HTML page (inline SVG, no CDN)"
     )
+    plots.add_argument(
+        "revisions",
+        nargs="*",
+        metavar="REV",
+        help="commits, branches or experiments to compare (as `dvc plots diff`); none: workspace",
+    )
     plots.add_argument("--out", default="dvc_plots", help="folder for index.html and the SVGs")
     plots.set_defaults(func=run_plots)
+
+
+def revision_metrics(revisions: list[str]) -> dict:
+    """``{rev: {"data": {file: {"data": metrics}}}}`` for each revision (a commit-ish, an
+    experiment or ``workspace``), from `dvc exp show` (which reads commits and experiments
+    alike), shaped as `dvc metrics show --json`."""
+    import subprocess
+
+    def entries(*args: str) -> list[dict]:
+        proc = subprocess.run(
+            [*DVC, "exp", "show", "--json", *args], capture_output=True, text=True
+        )
+        if proc.returncode != 0:
+            raise ValueError(f"dvc exp show {' '.join(args)} failed: {proc.stderr.strip()}")
+        return _exp_entries(json.loads(proc.stdout))
+
+    def sha(rev: str) -> str | None:
+        proc = subprocess.run(["git", "rev-parse", "--verify", "-q", f"{rev}^{{commit}}"],
+                              capture_output=True, text=True)  # fmt: skip
+        return proc.stdout.strip() or None
+
+    known = entries()  # the workspace, HEAD and HEAD's experiments
+    table = {}
+    for rev in revisions:
+        commit = sha(rev) if rev != "workspace" else None
+        candidates = (
+            known
+            if commit is None or commit in {e.get("rev") for e in known}
+            else (entries("--rev", rev, "-n", "1"))
+        )
+        for entry in candidates:
+            if rev in (entry.get("rev"), entry.get("name")) or (
+                commit and entry.get("rev") == commit
+            ):
+                table[rev] = {"data": (entry.get("data") or {}).get("metrics") or {}}
+                break
+        else:
+            raise ValueError(f"no such commit or experiment: {rev} (see dvc exp show)")
+    return table
+
+
+def _exp_entries(rows: list) -> list[dict]:
+    """Every commit and experiment of `dvc exp show --json` (experiments nest in ``experiments``
+    and their ``revs``), each with ``rev`` and ``name`` at the top."""
+    out = []
+    for row in rows:
+        out.append(row)
+        for exp in row.get("experiments") or []:
+            for r in exp.get("revs") or []:
+                out.append(r | {"name": r.get("name") or exp.get("name")})
+    return out
 
 
 def run_plots(args: argparse.Namespace) -> int:
@@ -57,11 +118,15 @@ def run_plots(args: argparse.Namespace) -> int:
     from ..plots import render
 
     def dvc_json(*cmd: str) -> dict:
-        proc = subprocess.run(["dvc", *cmd, "--json"], capture_output=True, text=True)
+        proc = subprocess.run([*DVC, *cmd, "--json"], capture_output=True, text=True)
         if proc.returncode != 0 and not proc.stdout.strip():
             raise ValueError(f"dvc {' '.join(cmd)} failed: {proc.stderr.strip()}")
         return json.loads(proc.stdout)
 
-    index, problems = render(dvc_json("plots", "show"), dvc_json("metrics", "show"), args.out)
+    revisions = list(args.revisions)
+    plots = dvc_json("plots", "diff", *revisions) if revisions else dvc_json("plots", "show")
+    # The metrics of each revision (workspace included), as `dvc exp show` lists them.
+    metrics = dvc_json("metrics", "show") if not revisions else revision_metrics(revisions)
+    index, problems = render(plots, metrics, args.out)
     print(json.dumps({"page": str(index), "not_loaded": problems}))
     return 0
