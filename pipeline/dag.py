@@ -142,20 +142,33 @@ class DvcProject:
         with self._lock, chdir(self.root), Repo(str(self.root)) as repo:
             yield repo
 
-    def begin(self, stage: Stage, force: bool = False) -> list[Any] | None:
-        """Step 1: None when the stage is up to date (or frozen), else its `dvc status` entries,
-        with its outputs removed as `dvc repro` removes them before running the stage."""
+    def begin(self, stage: Stage, force: bool = False) -> tuple[str, list[Any]]:
+        """Step 1, as `dvc repro` does before running a stage: ``("up to date", [])`` (or
+        frozen); ``("restored", changes)`` when DVC's run-cache held the outputs of these deps
+        and params (they are checked out and recorded in dvc.lock, nothing to run; not with
+        ``force``); else ``("run", changes)`` with the stage's outputs removed."""
+        from dvc.stage.cache import RunCacheNotFoundError
+
         target = stage.target(self.root)
         with self._repo() as repo:
             (dvc_stage,) = repo.stage.collect(target)
             if dvc_stage.frozen:
-                return None
+                return "up to date", []
             changes = [c for entries in repo.status(targets=[target]).values() for c in entries]
             if not (changes or force):
-                return None
+                return "up to date", []
             with repo.lock:  # remove_outs asserts that the caller holds it
                 dvc_stage.remove_outs(ignore_remove=False, force=False)
-            return changes
+                if force:
+                    return "run", changes
+                try:
+                    repo.stage_cache.restore(dvc_stage)
+                except RunCacheNotFoundError:
+                    return "run", changes
+                dvc_stage.save()
+                dvc_stage.commit()
+                dvc_stage.dump(update_pipeline=False)
+            return "restored", changes
 
     def commit(self, stage: Stage) -> None:
         """Step 3: record the stage's deps and outputs in dvc.lock and the cache, as

@@ -6,14 +6,17 @@ do not depend on each other run at the same time.
     python -m pipeline.flows repro --max-workers 2 --retries 1 --retry-delay 30 --force
 
 The graph comes from DVC (`pipeline.dag.read_dag`). A stage task asks DVC whether the stage is out
-of date, runs its command and commits it (see `pipeline.dag` for why this, not `dvc repro`, lets
-stages run concurrently); the output of the command goes to the Prefect run logger. Up-to-date
-stages are reported as skipped; a failed stage (retries spent) leaves the stages below it not run,
-and the flow run fails with `PipelineFailed`, whose `report` gives every stage's outcome. The
-exit status of the command line is 1 then.
+of date, restores it from DVC's run-cache when that holds it (as `dvc repro` does), or runs its
+command, and commits it (see `pipeline.dag` for why this, not `dvc repro`, lets stages run
+concurrently); the output of the command goes to the Prefect run logger. Up-to-date stages are
+reported as skipped, run-cache hits as restored; a failed stage (retries spent) leaves the
+stages below it not run, and the flow run fails with `PipelineFailed`, whose `report` gives every
+stage's outcome. The exit status of the command line is 1 then.
 
-Without a Prefect server configured (PREFECT_API_URL), Prefect starts a temporary local one,
-which takes a few seconds.
+Without a Prefect server configured (PREFECT_API_URL), Prefect starts a temporary local one for
+the run (about 30 s on 2 cores; the run is not kept), and the command line says so. With one
+(`prefect server start --host 127.0.0.1`), runs are kept and browsable, and `python -m
+pipeline.serve` offers this flow and the sweep as deployments.
 """
 
 from __future__ import annotations
@@ -34,19 +37,20 @@ from cocosnet.cores import describe as describe_share
 from pipeline.dag import DvcProject, Stage, concurrency, describe, read_dag, run_commands
 from pipeline.parent_run import parent_run
 
-RAN, SKIPPED, FAILED, NOT_RUN = "ran", "skipped", "failed", "not run"
+RAN, RESTORED, SKIPPED, FAILED, NOT_RUN = "ran", "restored", "skipped", "failed", "not run"
 
 
 @dataclass(frozen=True)
 class ReproReport:
-    """What happened to each stage: `outcome[name]` is ran, skipped, failed or not run."""
+    """What happened to each stage: `outcome[name]` is ran, restored (from DVC's run-cache),
+    skipped, failed or not run."""
 
     outcome: dict[str, str]
     errors: dict[str, str]  # stage -> why it failed, or which upstream stage kept it from running
 
     @property
     def ok(self) -> bool:
-        return all(o in (RAN, SKIPPED) for o in self.outcome.values())
+        return all(o in (RAN, RESTORED, SKIPPED) for o in self.outcome.values())
 
     def stages(self, outcome: str) -> list[str]:
         return [name for name, o in self.outcome.items() if o == outcome]
@@ -54,7 +58,7 @@ class ReproReport:
     def summary(self) -> str:
         counts = "; ".join(
             f"{o}: {', '.join(self.stages(o))}"
-            for o in (RAN, SKIPPED, FAILED, NOT_RUN)
+            for o in (RAN, RESTORED, SKIPPED, FAILED, NOT_RUN)
             if self.stages(o)
         )
         lines = [f"{len(self.outcome)} stages ({counts})"]
@@ -81,10 +85,13 @@ def run_stage(
     """Run one stage if DVC says it is out of date, and record it: 'ran' or 'skipped'.
     ``threads``: its share of the cores."""
     log = get_run_logger()
-    changes = project.begin(stage, force=force)
-    if changes is None:
+    state, changes = project.begin(stage, force=force)
+    if state == "up to date":
         log.info("%s is up to date: skipped", stage.name)
         return SKIPPED
+    if state == "restored":
+        log.info("%s: %s; restored from DVC's run-cache", stage.name, describe(changes))
+        return RESTORED
     log.info("%s: %s", stage.name, describe(changes))
     run_commands(stage, project.root, log=log.info, threads=threads, extra_env=extra_env)
     project.commit(stage)
@@ -176,6 +183,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     cmd.add_argument("--retry-delay", type=float, default=10.0, help="seconds (default: 10)")
     cmd.add_argument("--force", action="store_true", help="run up-to-date stages too")
     args = parser.parse_args(argv)
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        print(
+            "pipeline.flows: no Prefect server configured (PREFECT_API_URL): Prefect starts a "
+            "temporary one for this run (about 30 s) and does not keep the run; start one with "
+            "`prefect server start --host 127.0.0.1` and export "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api to keep runs and skip the start",
+            file=sys.stderr,
+        )
     try:
         report = repro(
             root=args.root,
