@@ -114,6 +114,7 @@ def test_dvc_repro_runs_pose_and_masks_with_tiny_registered_weights(tmp_path):
     assert "Running stage" not in again
 
 
+@pytest.mark.slow  # 28 s on 2 cores; test_adapters.py covers each layout in process
 def test_dvc_repro_prepares_every_official_layout(tmp_path, celeba_root, deepfashion_raw):  # noqa: F811
     """CelebA-HQ, DeepFashion and Flickr fixture trees through prepare and edges under DVC."""
     flickr = tmp_path / "flickr"

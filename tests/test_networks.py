@@ -175,7 +175,15 @@ def test_parameter_counts_equal_the_official(preset):
     assert count_parameters(build_discriminator(cfg, init=False)) == official["D"]["params"] - dec
 
 
-@pytest.mark.parametrize("preset", ["paper_ade20k", "paper_celebahq_edge", "paper_deepfashion"])
+# One paper preset in the default suite (15-18 s each on 2 cores); the others with -m slow.
+@pytest.mark.parametrize(
+    "preset",
+    [
+        "paper_ade20k",
+        pytest.param("paper_celebahq_edge", marks=pytest.mark.slow),
+        pytest.param("paper_deepfashion", marks=pytest.mark.slow),
+    ],
+)
 def test_paper_size_forward_at_256(preset):
     torch.manual_seed(0)
     cfg = model_config({"preset": preset})

@@ -29,7 +29,15 @@ def random_state(preset: str, net: str, seed: int = 0) -> dict[str, torch.Tensor
     return {k: torch.randn(shape, generator=g) for k, shape in listing.items()}
 
 
-@pytest.mark.parametrize("preset", ["ade20k", "celebahq_edge", "deepfashion"])
+# ADE20k in the default suite (about 15 s each on 2 cores); the others with -m slow.
+@pytest.mark.parametrize(
+    "preset",
+    [
+        "ade20k",
+        pytest.param("celebahq_edge", marks=pytest.mark.slow),
+        pytest.param("deepfashion", marks=pytest.mark.slow),
+    ],
+)
 def test_import_official_consumes_every_key(tmp_path, preset, capsys):
     states = {net: random_state(preset, net, i) for i, net in enumerate(NETS)}
     paths = {}

@@ -170,7 +170,9 @@ def _kill_points() -> list:
     step, delay = rng.randint(1, 4), round(rng.uniform(0.0, 0.4), 3)
     return [
         pytest.param(3, 0.0, id="after-step-3"),
-        pytest.param(step, delay, id=f"random-seed{seed}-step{step}-delay{delay}s"),
+        pytest.param(  # the suite's time budget: with -m slow
+            step, delay, id=f"random-seed{seed}-step{step}-delay{delay}s", marks=pytest.mark.slow
+        ),
     ]
 
 
