@@ -34,8 +34,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from cocosnet.cores import current_budget, thread_budget
 from cocosnet.cores import describe as describe_share
-from pipeline.dag import DvcProject, Stage, concurrency, describe, read_dag, run_commands
-from pipeline.parent_run import parent_run
+from pipeline.dag import DvcProject, Stage, concurrency, describe, run_commands
 
 RAN, RESTORED, SKIPPED, FAILED, NOT_RUN = "ran", "restored", "skipped", "failed", "not run"
 
@@ -140,8 +139,14 @@ def repro(
     """Run the DVC stages of the project at `root` (or `targets` and their upstream stages)."""
     log = get_run_logger()
     project = DvcProject(root)
-    dag = read_dag(project.root, targets or ())
+    dag, stale = project.plan(targets or ())
     log.info("%d stages from DVC: %s", len(dag), ", ".join(dag))
+    if not (force or stale):  # the common no-op: no task, no MLflow run
+        report = ReproReport(dict.fromkeys(dag, SKIPPED), {})
+        log.info("%s", report.summary())
+        return report
+    from pipeline.parent_run import parent_run  # MLflow is imported only when stages run
+
     threads = _thread_shares(dag, max_workers, log)
     futures = {}
     run_name = f"pipeline: {' '.join(targets) if targets else 'all stages'}"
@@ -183,6 +188,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     cmd.add_argument("--retry-delay", type=float, default=10.0, help="seconds (default: 10)")
     cmd.add_argument("--force", action="store_true", help="run up-to-date stages too")
     args = parser.parse_args(argv)
+    if not args.force:  # nothing to run: say so as `dvc repro` does, without a flow run
+        dag, stale = DvcProject(args.root).plan(args.targets)
+        if not stale:
+            print(ReproReport(dict.fromkeys(dag, SKIPPED), {}).summary() + "; no flow run")
+            return 0
     from prefect.settings import PREFECT_API_URL
 
     if not PREFECT_API_URL.value():
