@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cocosnet.config import ConfigError, Params, parse_params_text
 from cocosnet.files import atomic_dir, os_error_message
 from cocosnet.layout import DatasetPaths
-from cocosnet.tracking import PARENT_RUN_ENV
 
 
 def load_params(stage: str, params_path: str) -> Params:
@@ -61,13 +59,3 @@ def run_stage(name: str, main: Callable[..., object], argv: Sequence[str]) -> No
         main(*argv)
     except OSError as err:
         raise SystemExit(f"{name}: error: {os_error_message(err)}") from None
-
-
-def mlflow_run_naming(
-    stage_ref: str, env: Mapping[str, str] = os.environ
-) -> tuple[str, str | None]:
-    """The MLflow run name of ``stage_ref`` (``train@demo``), prefixed with the DVC experiment
-    it runs in (``dvc exp run`` sets DVC_EXP_NAME), and the parent run to nest under."""
-    experiment = env.get("DVC_EXP_NAME", "").strip()
-    name = f"{experiment}: {stage_ref}" if experiment else stage_ref
-    return name, env.get(PARENT_RUN_ENV, "").strip() or None

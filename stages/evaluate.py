@@ -33,8 +33,9 @@ from cocosnet.evaluation_report import (
 from cocosnet.files import write_text_atomic
 from cocosnet.metric_files import split_summary
 from cocosnet.models.export import load_generator
-from stages._common import dataset_paths, load_params, mlflow_run_naming
+from stages._common import dataset_paths, load_params
 from stages._datasets import sample_loader
+from stages._tracking import mlflow_run_naming
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -45,8 +45,9 @@ from cocosnet.training.report import (
     train_summary,
 )
 from cocosnet.weights import WeightsError
-from stages._common import dataset_paths, load_params, mlflow_run_naming
+from stages._common import dataset_paths, load_params
 from stages._datasets import sample_loader
+from stages._tracking import mlflow_run_naming
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -23,7 +23,7 @@ from cocosnet.inference import Translator, translate_files
 from cocosnet.inference.pyfunc import LOGGED_MODEL_TAG, input_example, log_translator
 from cocosnet.visualize import GRID_CAPTIONS, image_grid
 from pipeline.parent_run import parent_run
-from stages._common import mlflow_run_naming
+from stages._tracking import mlflow_run_naming
 
 from .helpers import single_thread, tiny_model
 
