@@ -12,7 +12,7 @@ export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: repro test test-slow bench bench-inference bench-concurrency lint lock clean-venv ui test-ui plots flow
+.PHONY: repro test test-slow bench bench-inference bench-concurrency lint lock clean-venv ui test-ui plots flow screenshots chromium
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -68,14 +68,20 @@ ui: $(STAMP)
 		--host 127.0.0.1 --port $(UI_PORT) --workers 1
 
 # Browser tests of the MLflow UI and the web demo in headless Chromium (Debian's chromium and
-# chromium-driver, installed when missing).
-test-ui: $(STAMP)
+# chromium-driver, installed when missing). They write no tracked file.
+test-ui: chromium
+	$(BIN)/python -m pytest -q -m slow tests/test_mlflow_ui.py tests/test_webdemo.py
+
+# The README's MLflow screenshot, from this repo's own runs (after make repro).
+screenshots: chromium
+	$(BIN)/python docs/mlflow_screenshot.py
+
+chromium: $(STAMP)
 	test -x /usr/bin/chromium && test -x /usr/bin/chromedriver || { \
 		if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
 		$$sudo apt-get update -qq && \
 		$$sudo env DEBIAN_FRONTEND=noninteractive \
 			apt-get install -y --no-install-recommends chromium chromium-driver; }
-	$(BIN)/python -m pytest -q -m slow tests/test_mlflow_ui.py tests/test_webdemo.py
 
 clean-venv:
 	rm -rf $(VENV)
