@@ -220,7 +220,7 @@ def _report(params: Params, dataset: str, loader: SampleLoader, tracker, result,
         metrics=held_out_numbers(held_out),
         step=result.steps,
     )
-    finish_tracking(tracker, result, held_out, log_checkpoint=params.tracking.log_checkpoints)
+    finish_tracking(tracker, result, log_checkpoint=params.tracking.log_checkpoints)
     write_text_atomic(paths.metrics("train_curve", "csv"), curve_csv(result.history))
     numbers, record = split_summary(summary)
     write_text_atomic(paths.metrics("train"), json.dumps(numbers, indent=2) + "\n")

@@ -65,6 +65,7 @@ def test_registered_pyfunc_model_translates_a_pair(store, model_and_pair, tmp_pa
     assert {m.key: m.value for m in model.metrics} == {"eval/accuracy": 0.5}
     run = client.get_run(tracker.run_id)
     assert [o.model_id for o in run.outputs.model_outputs] == [model.model_id]
+    assert run.data.metrics == {"eval/accuracy": 0.5}  # on the run too, once
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(store)
     try:

@@ -265,6 +265,8 @@ def test_train_stage_tracks_the_run_in_mlflow(data_root, tmp_path, monkeypatch):
     assert run.data.tags["losses"] == summary["losses"]
     assert run.data.tags["dvc_stage"] == "train@demo"
     assert run.data.params["train.batch_size"] == "2"
+    (held_out_metric,) = client.get_metric_history(run.info.run_id, "eval/warp_accuracy")
+    assert held_out_metric.value == pytest.approx(held_out["warp_accuracy"])
     history = client.get_metric_history(run.info.run_id, "G/total")
     assert [m.step for m in history] == [1, 2]
     images = [a.path for a in client.list_artifacts(run.info.run_id, "images")]

@@ -107,13 +107,10 @@ def held_out_numbers(held_out: dict | None) -> dict[str, float]:
     return {k: v for k, v in numbers.items() if v == v}
 
 
-def finish_tracking(
-    tracker: Tracker, result: TrainResult, held_out: dict | None, *, log_checkpoint: bool
-) -> None:
-    """Log the held-out accuracy (and the last checkpoint with ``log_checkpoint``: DVC keeps
-    them already); close the run. The exported model is logged as an MLflow model by the
-    stage (:mod:`cocosnet.inference.pyfunc`)."""
-    tracker.log_metrics(held_out_numbers(held_out), result.steps)
+def finish_tracking(tracker: Tracker, result: TrainResult, *, log_checkpoint: bool) -> None:
+    """Log the last checkpoint with ``log_checkpoint`` (DVC keeps them already) and close the
+    run. The stage logs the exported model, with the held-out accuracy on it and on the run
+    (:func:`cocosnet.inference.pyfunc.log_translator`)."""
     if log_checkpoint and result.checkpoint is not None:
         tracker.log_artifact(result.checkpoint, "checkpoints")
     tracker.close("FINISHED")
