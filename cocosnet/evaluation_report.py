@@ -12,6 +12,7 @@ import numpy as np
 
 from .config import EvalConfig, TrackingConfig
 from .evaluation import EvalFolders
+from .metric_files import is_number
 
 if TYPE_CHECKING:
     from .tracking import Tracker
@@ -98,7 +99,7 @@ def finish_evaluation_run(
         f"{metric}/{key}": float(value)
         for metric, result in summary["metrics"].items()
         for key, value in result.items()
-        if isinstance(value, int | float) and not isinstance(value, bool) and value == value
+        if is_number(value) and value == value
     }
     skipped = [m for m, r in summary["metrics"].items() if "skipped" in r]
     tracker.set_tags(

@@ -13,7 +13,8 @@ from typing import Any
 _RECORD_KEYS = ("per_class", "protocol", "resumed_from_step")
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """An int or float that is not a bool (what a metrics table holds)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -30,7 +31,7 @@ def split_summary(summary: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
                 numbers[key] = inner_numbers
             if inner_record:
                 record[key] = inner_record
-        elif _is_number(value):
+        elif is_number(value):
             numbers[key] = value
         else:
             record[key] = value

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .files import write_text_atomic
+from .metric_files import is_number
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
@@ -68,7 +69,7 @@ def _metrics_table(metrics_json: Mapping) -> str:
             flat: dict[str, Any] = {}
             _flatten("", content.get("data", {}), flat)
             for key, value in flat.items():
-                if isinstance(value, int | float) and not isinstance(value, bool):  # numbers
+                if is_number(value):
                     shown = f"{value:.6g}" if isinstance(value, float) else str(value)
                     cells = (rev, path, key, shown)
                     rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells))

@@ -36,6 +36,12 @@ from cocosnet.cores import current_budget, thread_budget
 from cocosnet.cores import describe as describe_share
 from pipeline.dag import DvcProject, Stage, concurrency, describe, run_commands
 
+# How to have a Prefect server (printed where one is missing).
+START_A_SERVER = (
+    "start one with `prefect server start --host 127.0.0.1` and export "
+    "PREFECT_API_URL=http://127.0.0.1:4200/api"
+)
+
 RAN, RESTORED, SKIPPED, FAILED, NOT_RUN = "ran", "restored", "skipped", "failed", "not run"
 
 
@@ -50,6 +56,11 @@ class ReproReport:
     @property
     def ok(self) -> bool:
         return all(o in (RAN, RESTORED, SKIPPED) for o in self.outcome.values())
+
+    @classmethod
+    def all_skipped(cls, dag: dict[str, Stage]) -> ReproReport:
+        """Nothing out of date: every stage skipped."""
+        return cls(dict.fromkeys(dag, SKIPPED), {})
 
     def stages(self, outcome: str) -> list[str]:
         return [name for name, o in self.outcome.items() if o == outcome]
@@ -142,7 +153,7 @@ def repro(
     dag, stale = project.plan(targets or ())
     log.info("%d stages from DVC: %s", len(dag), ", ".join(dag))
     if not (force or stale):  # the common no-op: no task, no MLflow run
-        report = ReproReport(dict.fromkeys(dag, SKIPPED), {})
+        report = ReproReport.all_skipped(dag)
         log.info("%s", report.summary())
         return report
     from pipeline.parent_run import parent_run  # MLflow is imported only when stages run
@@ -191,16 +202,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.force:  # nothing to run: say so as `dvc repro` does, without a flow run
         dag, stale = DvcProject(args.root).plan(args.targets)
         if not stale:
-            print(ReproReport(dict.fromkeys(dag, SKIPPED), {}).summary() + "; no flow run")
+            print(ReproReport.all_skipped(dag).summary() + "; no flow run")
             return 0
     from prefect.settings import PREFECT_API_URL
 
     if not PREFECT_API_URL.value():
         print(
             "pipeline.flows: no Prefect server configured (PREFECT_API_URL): Prefect starts a "
-            "temporary one for this run (about 30 s) and does not keep the run; start one with "
-            "`prefect server start --host 127.0.0.1` and export "
-            "PREFECT_API_URL=http://127.0.0.1:4200/api to keep runs and skip the start",
+            f"temporary one for this run (about 30 s) and does not keep the run; {START_A_SERVER} "
+            "to keep runs and skip the start",
             file=sys.stderr,
         )
     try:

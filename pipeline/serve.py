@@ -52,15 +52,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--root", default=os.curdir, help="the DVC project (default: .)")
     parser.add_argument("--cron", help="also run the whole DAG on this schedule (cron syntax)")
     args = parser.parse_args(argv)
-    if not os.environ.get("PREFECT_API_URL"):
+    from prefect import serve
+    from prefect.settings import PREFECT_API_URL
+
+    from pipeline.flows import START_A_SERVER
+
+    if not PREFECT_API_URL.value():  # the environment or the active Prefect profile
         print(
-            "pipeline.serve: PREFECT_API_URL is not set: deployments live on a Prefect server. "
-            "Start one (`prefect server start --host 127.0.0.1`) and export "
-            "PREFECT_API_URL=http://127.0.0.1:4200/api",
+            "pipeline.serve: no Prefect server configured (PREFECT_API_URL): deployments live on "
+            f"a server; {START_A_SERVER}",
             file=sys.stderr,
         )
         return 2
-    from prefect import serve
 
     serve(*deployments(Path(args.root).resolve(), args.cron))
     return 0

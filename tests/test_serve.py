@@ -20,8 +20,12 @@ def test_deployments_of_the_dag_and_the_sweep(tmp_path: Path):
 
 
 def test_serve_needs_a_server(monkeypatch: pytest.MonkeyPatch, capsys):
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     from pipeline.serve import main
 
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    assert main([]) == 2
+    # Neither the environment nor a profile (nor the session's test server) names one.
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        assert main([]) == 2
     assert "prefect server start --host 127.0.0.1" in capsys.readouterr().err

@@ -208,6 +208,14 @@ class SPADEResBlock(nn.Module):
         return shortcut + dx
 
 
+def fold_shortcut_betas(net: nn.Module) -> nn.Module:
+    """:meth:`SPADEResBlock.fold_shortcut_beta` in every block of ``net`` (inference)."""
+    for module in net.modules():
+        if isinstance(module, SPADEResBlock):
+            module.fold_shortcut_beta()
+    return net
+
+
 class ConvNormAct(nn.Module):
     """conv (optionally spectral-normed) -> optional InstanceNorm -> optional LeakyReLU(0.2).
 

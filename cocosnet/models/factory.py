@@ -7,7 +7,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..config import ModelConfig
-from .blocks import SPADEResBlock
+from .blocks import fold_shortcut_betas
 from .correspondence import CorrespondenceNet
 from .discriminator import MultiscaleDiscriminator
 from .label_conv import gather_flop_formulas, set_one_hot_gather
@@ -141,9 +141,8 @@ def generator_flops(cfg: ModelConfig) -> dict[str, int]:
     set_one_hot_gather(corr, True)
     set_one_hot_gather(gen, True)
     gathered = count(True)
-    for module in [*corr.modules(), *gen.modules()]:
-        if isinstance(module, SPADEResBlock):
-            module.fold_shortcut_beta()
+    fold_shortcut_betas(corr)
+    fold_shortcut_betas(gen)
     folded = count(True)
     total = count(False)
     # The warp's correlation with ``warp_impl: gram`` (counted, not run: the meta device has no

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .blocks import SPADEResBlock
+from .blocks import fold_shortcut_betas
 from .correspondence import CorrespondenceNet
 from .translation import TranslationNet
 
@@ -57,11 +57,7 @@ def fold_spectral_norm(net: nn.Module) -> nn.Module:
 def fold_for_inference(net: nn.Module) -> nn.Module:
     """Spectral norms folded (:func:`fold_spectral_norm`), then the shortcut betas (each block
     where it is cheaper). In place; the network is for inference only afterwards."""
-    fold_spectral_norm(net)
-    for module in net.modules():
-        if isinstance(module, SPADEResBlock):
-            module.fold_shortcut_beta()
-    return net
+    return fold_shortcut_betas(fold_spectral_norm(net))
 
 
 class GeneratorRuntime:

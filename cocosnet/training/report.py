@@ -15,6 +15,7 @@ import torch
 
 from ..config import RuntimeConfig, TrackingConfig
 from ..data.examples import PairExamples
+from ..metric_files import is_number
 from ..metrics.correspondence import warp_accuracy
 from .checkpoint import PreviousRun
 from .loop import TrainResult
@@ -99,11 +100,7 @@ def held_out_accuracy(
 
 def held_out_numbers(held_out: dict | None) -> dict[str, float]:
     """The held-out accuracy as MLflow metrics (``eval/...``; NaN left out)."""
-    numbers = {
-        f"eval/{k}": float(v)
-        for k, v in (held_out or {}).items()
-        if isinstance(v, int | float) and not isinstance(v, bool)
-    }
+    numbers = {f"eval/{k}": float(v) for k, v in (held_out or {}).items() if is_number(v)}
     return {k: v for k, v in numbers.items() if v == v}
 
 
