@@ -16,8 +16,12 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
-		-c requirements.lock -e '.[test]'
+	# Retried: a download corrupted in transit fails pip's hash check (seen once in CI).
+	for try in 1 2 3; do \
+		$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+			-c requirements.lock -e '.[test]' && break; \
+		test $$try -lt 3 || exit 1; echo "pip install failed; retrying ($$try/3)" >&2; sleep 5; \
+	done
 	touch $(STAMP)
 
 repro: $(STAMP)
