@@ -76,9 +76,10 @@ ui: $(STAMP)
 test-ui: chromium
 	$(BIN)/python -m pytest -q -m slow tests/test_mlflow_ui.py tests/test_webdemo.py
 
-# The README's MLflow screenshot, from this repo's own runs (after make repro).
+# The README's MLflow and web demo screenshots, from this repo's own runs (after make repro).
 screenshots: chromium
 	$(BIN)/python docs/mlflow_screenshot.py
+	$(BIN)/python docs/webdemo_screenshot.py
 
 chromium: $(STAMP)
 	test -x /usr/bin/chromium && test -x /usr/bin/chromedriver || { \

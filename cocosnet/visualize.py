@@ -22,6 +22,11 @@ def _palette(n: int) -> np.ndarray:
     return rgb
 
 
+def colour_labels(ids: np.ndarray, n: int) -> np.ndarray:
+    """An H x W map of class ids below ``n`` -> H x W x 3 uint8 in the grids' palette."""
+    return _palette(n)[ids]
+
+
 def to_rgb(batch: torch.Tensor) -> torch.Tensor:
     """B x C x H x W -> B x 3 x H x W float in [0, 1], by the column's channel convention."""
     x = batch.detach().float().cpu()

@@ -1,30 +1,36 @@
-"""A small web page and JSON endpoint to try exported models; standard library only.
+"""The web demo: a Gradio page to try exported models (``cocosnet demo``).
 
-``GET /`` is a form: input (mask, edges or pose .npz) and exemplar, each uploaded or picked from
-scenes of the demo dataset's generator, a checkpoint and a domain. ``POST /translate`` answers with
-the same page showing the output and the warped exemplar as base64 PNGs; ``POST /api/translate``
-takes the same form and answers JSON, for scripts. A request body over ``max_upload_bytes`` is
-refused with HTTP 413, an image over ``max_pixels`` or any unusable file with HTTP 400 and the
-file's one-line :class:`~cocosnet.io.ImageProblem` reason. Nothing is unpickled: models load from
-safetensors + JSON, pose arrays with ``allow_pickle=False`` after their header is size-checked.
+Upload an input (mask, edges or pose .npz) and an exemplar, or pick a demo scene; the page shows
+the input, the exemplar, the output and the warped exemplar side by side. Each file over
+``max_upload_bytes`` is refused by Gradio, an image over ``max_pixels`` (read from its header) or
+any empty or unusable file with the file's one-line reason; nothing is unpickled (models load
+from safetensors + JSON, pose arrays with ``allow_pickle=False`` after their header is
+size-checked). Scripts call the page's ``/translate`` endpoint with ``gradio_client``.
+:mod:`.app` holds the checks and translations and imports no Gradio.
 """
 
-from .app import DEFAULT_MAX_PIXELS, DemoApp, example_scenes, find_checkpoints
-from .forms import UPLOAD_SUFFIXES, RequestError, parse_multipart
-from .page import render_page
-from .server import DemoServer, is_loopback, make_server, serve
+from .app import (
+    DEFAULT_MAX_PIXELS,
+    UPLOAD_SUFFIXES,
+    DemoApp,
+    DemoError,
+    DemoResult,
+    find_checkpoints,
+    write_examples,
+)
+from .page import build_page
+from .server import DemoServer, is_loopback, start_server
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "UPLOAD_SUFFIXES",
     "DemoApp",
+    "DemoError",
+    "DemoResult",
     "DemoServer",
-    "RequestError",
-    "example_scenes",
+    "build_page",
     "find_checkpoints",
     "is_loopback",
-    "make_server",
-    "parse_multipart",
-    "render_page",
-    "serve",
+    "start_server",
+    "write_examples",
 ]

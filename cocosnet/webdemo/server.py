@@ -1,16 +1,21 @@
-"""The web demo's server: bound to loopback unless told otherwise (then warned)."""
+"""Serving the web demo: bound to loopback unless told otherwise (then warned), no telemetry,
+no server-side rendering (which would need Node.js), upload size enforced by Gradio."""
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import signal
 import socket
+import tempfile
+import threading
 import warnings
 from collections.abc import Sequence
-from http.server import ThreadingHTTPServer
+from dataclasses import dataclass
+from pathlib import Path
 
-from .app import DEFAULT_MAX_PIXELS, DemoApp
-from .handler import DemoHandler
+from .app import DEFAULT_MAX_PIXELS, DemoApp, write_examples
+from .page import build_page
 
 
 def is_loopback(host: str) -> bool:
@@ -24,34 +29,47 @@ def is_loopback(host: str) -> bool:
     )
 
 
-class DemoServer(ThreadingHTTPServer):
-    """The HTTP server of a :class:`DemoApp`; ``url`` is where it listens."""
+@dataclass
+class DemoServer:
+    """A running demo: its page, where it listens, and the folder of its example files."""
 
-    daemon_threads = True
+    page: object  # gradio.Blocks
+    url: str
+    app: DemoApp
+    _examples: tempfile.TemporaryDirectory
 
-    def __init__(self, address: tuple[str, int], app: DemoApp) -> None:
-        self.app = app
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        super().__init__(address, DemoHandler)
+    def close(self) -> None:
+        self.page.close()
+        self._examples.cleanup()
 
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+    def block(self) -> None:
+        """Serve until Ctrl-C or SIGTERM, then close (call from the main thread)."""
+        stop = threading.Event()
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            while not stop.wait(0.2):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C cannot cut the close
+            self.close()
 
 
-def make_server(
+def start_server(
     checkpoints: Sequence[str | os.PathLike],
     *,
     host: str = "127.0.0.1",  # loopback: other machines cannot reach the demo
-    port: int = 7860,  # 0: a free port (see DemoServer.url)
+    port: int | None = 7860,  # None: the first free port from 7860
     device: str = "cpu",
-    max_upload_bytes: int = 10 * 2**20,  # whole request body; more is HTTP 413
-    max_pixels: int = DEFAULT_MAX_PIXELS,  # per uploaded image; more is HTTP 400
-    examples: dict[str, tuple[bytes, bytes]] | None = None,  # None: example_scenes()
-    quiet: bool = False,  # no request log on stderr
+    max_upload_bytes: int = 10 * 2**20,  # per file
+    max_pixels: int = DEFAULT_MAX_PIXELS,  # per uploaded image
+    example_count: int = 4,
+    example_size: int = 256,
+    quiet: bool = True,
 ) -> DemoServer:
-    """A demo server bound to ``host:port`` (not yet serving: call ``serve_forever``)."""
+    """Start the demo page in a background thread; ``DemoServer.block()`` waits on it."""
     if not is_loopback(host):
         warnings.warn(
             f"the demo is bound to {host or 'all interfaces'}, not loopback: anyone who can "
@@ -59,21 +77,26 @@ def make_server(
             stacklevel=2,
         )
     app = DemoApp(
-        checkpoints,
-        device=device,
-        max_upload_bytes=max_upload_bytes,
-        max_pixels=max_pixels,
-        examples=examples,
-        quiet=quiet,
+        checkpoints, device=device, max_upload_bytes=max_upload_bytes, max_pixels=max_pixels
     )
-    return DemoServer((host, port), app)
-
-
-def serve(server: DemoServer) -> None:
-    """Serve until Ctrl-C, then close the socket."""
+    examples = tempfile.TemporaryDirectory(prefix="cocosnet-demo-examples-")
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+        paths = write_examples(Path(examples.name), example_count, example_size)
+        page = build_page(app, paths)
+        page.queue(default_concurrency_limit=1)
+        _, url, _ = page.launch(
+            server_name=host,
+            server_port=port,
+            prevent_thread_lock=True,
+            share=False,
+            max_file_size=max_upload_bytes,
+            ssr_mode=False,
+            mcp_server=False,
+            pwa=False,
+            quiet=quiet,
+            allowed_paths=[examples.name],
+        )
+    except BaseException:
+        examples.cleanup()
+        raise
+    return DemoServer(page, url, app, examples)
