@@ -90,6 +90,22 @@ def _formats() -> tuple[str, ...]:
     return tuple(f for f in IMAGE_FORMATS if f in Image.OPEN)
 
 
+# Leading bytes of the allowed formats (PPM: P1-P6; TIFF: both byte orders; WebP: RIFF....WEBP).
+_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"GIF87a", b"GIF89a",
+               b"II*\x00", b"MM\x00*", *(b"P%d" % i for i in range(1, 7)))  # fmt: skip
+
+
+def _has_image_signature(path: Path) -> bool:
+    """Whether the file starts as an allowed format does (Pillow versions differ in whether a
+    header cut short is 'unidentified' or 'truncated')."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return False
+    return head.startswith(_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
 def _load(path: str | os.PathLike, max_pixels: int, min_side: int) -> Image.Image:
     """Validate, identify, size-check, fully decode and EXIF-orient the first frame of ``path``."""
     p = Path(path)
@@ -118,6 +134,8 @@ def _load(path: str | os.PathLike, max_pixels: int, min_side: int) -> Image.Imag
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise ImageProblem(p, _bomb_reason(exc, max_pixels)) from exc
         except Image.UnidentifiedImageError as exc:
+            if _has_image_signature(p):  # a known format whose header cannot be parsed
+                raise ImageProblem(p, "truncated or corrupt image data") from exc
             raise ImageProblem(p, "not an image (cannot identify format)") from exc
         except PermissionError as exc:
             raise ImageProblem(p, f"cannot read file ({exc.strerror or exc})") from exc

@@ -35,9 +35,10 @@ def read_table(
     ``error`` names the file and what is wrong with it."""
     try:
         table = pq.read_table(path)
-    except (OSError, pa.ArrowException) as err:
+        columns = table.column_names  # decoded here: a damaged name is not UTF-8
+    except (OSError, pa.ArrowException, UnicodeDecodeError) as err:
         raise error(f"{path}: not a readable Parquet {what} ({err})") from None
-    missing = [name for name in schema.names if name not in table.column_names]
+    missing = [name for name in schema.names if name not in columns]
     if missing:
         raise error(f"{path}: missing column(s) {missing}")
     try:

@@ -269,6 +269,20 @@ def test_damaged_parquet_bytes_raise_pairs_error(scratch, data):
     check_pairs(rows)
 
 
+def test_column_name_not_utf8_is_a_pairs_error(scratch):
+    """Found by the test above: a damaged byte in a column name of the footer."""
+    good = scratch / "names.parquet"
+    write_pairs(good, pairs_from_topk(["a", "b"], [["b"], ["a"]], [[1], [1]], "val"))
+    blob = bytearray(good.read_bytes())
+    at = blob.find(b"\x18\x04rank") + 2  # SchemaElement.name (thrift field 4) of "rank"
+    assert at > 1
+    blob[at] = 0x80
+    path = scratch / "names_damaged.parquet"
+    path.write_bytes(bytes(blob))
+    with pytest.raises(PairsError, match="not a readable Parquet pair list"):
+        read_pairs(path)
+
+
 # --- manifests ------------------------------------------------------------------------------
 
 MANIFEST_VALUES = {
