@@ -5,6 +5,7 @@
 # Writes bench/results/*_cuda.json; run from the repository root with the venv active.
 set -euo pipefail
 python -m tests.triton_checks
+python -m pytest -q -m gpu tests/test_mlflow_native.py  # GPU system metrics in MLflow
 python bench/warp.py --device cuda --sizes 64 128 256 --impls fused triton \
     --out bench/results/warp_triton_cuda.json
 python bench/train_step.py --cases paper_ade20k --device cuda --corr-sizes 64 256 \

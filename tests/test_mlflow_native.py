@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -150,6 +151,25 @@ def test_system_metrics_are_sampled_during_a_run(store):
     with tracking.Tracker(store, "sys") as quiet:
         time.sleep(0.5)
     assert not MlflowClient(store).get_run(quiet.run_id).data.metrics
+
+
+def test_gpu_system_metrics_can_be_logged():
+    """MLflow's GPU monitor needs nvidia-ml-py (a dependency); without a GPU it declines."""
+    from mlflow.system_metrics.metrics import gpu_monitor
+
+    assert "pynvml" in sys.modules
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="NVML"):
+            gpu_monitor.GPUMonitor()
+
+
+@pytest.mark.gpu
+def test_gpu_system_metrics_are_sampled(store):
+    with tracking.Tracker(store, "gpu", system_metrics_every=0.2) as tracker:
+        torch.ones(1, device="cuda")
+        time.sleep(1.0)
+    metrics = MlflowClient(store).get_run(tracker.run_id).data.metrics
+    assert "system/gpu_0_utilization_percentage" in metrics
 
 
 @pytest.mark.skipif(subprocess.run(["git", "--version"]).returncode, reason="no git")
