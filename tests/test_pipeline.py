@@ -222,11 +222,15 @@ def test_flaky_stage_succeeds_with_retries(project):
 
 TRAIN = """
 import json
+import os
 
 import yaml
 
 p = yaml.safe_load(open("params.yaml"))["train"]
 json.dump({"loss": p["lr"] * 10, "steps": p["n"]}, open("metrics.json", "w"))
+if "SWEEP_PARENT_LOG" in os.environ:  # the MLflow parent run this stage would nest under
+    with open(os.environ["SWEEP_PARENT_LOG"], "a") as log:
+        log.write(os.environ.get("COCOSNET_MLFLOW_PARENT_RUN", "none") + "\\n")
 """
 
 
@@ -254,12 +258,21 @@ def sweep_project(tmp_path):
 
 
 @pytest.mark.usefixtures("prefect")
-def test_sweep_runs_variants_and_tabulates_them(sweep_project, tmp_path):
+def test_sweep_runs_variants_and_tabulates_them(sweep_project, tmp_path, monkeypatch):
     from pipeline.sweep import sweep
 
-    out = tmp_path / "sweep.csv"
+    out, parents = tmp_path / "sweep.csv", tmp_path / "parents.txt"
     variants = [{"train.lr": 0.2}, {"train.lr": 0.3, "train.n": 5}]
+    monkeypatch.setenv("SWEEP_PARENT_LOG", str(parents))
     table = sweep(variants, root=str(sweep_project), out=str(out), name="lr")
+    # Both experiments ran (in DVC's queue workers) under the sweep's one MLflow parent run.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{sweep_project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("cocosnet")
+    runs = client.search_runs([experiment.experiment_id], "attributes.run_name = 'sweep: lr'")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert parents.read_text().split() == [runs[0].info.run_id] * 2
     written = pd.read_csv(out)
     for frame in (table, written):
         assert list(frame["experiment"]) == ["lr-1", "lr-2"]
