@@ -13,9 +13,10 @@ import contextlib
 import hashlib
 import io
 import os
+import pickle
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import torch
@@ -59,6 +60,56 @@ def _output_error(path: Path, tmp: Path | None, err: OSError) -> OSError:
     return OutputError(path, cause, err.errno)
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (/proc), else by
+    setting and restoring it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _identity(path: Path) -> tuple[str, tuple[int, int] | None]:
+    """(resolved path, (device, inode) if it exists): two spellings, a link or a hard link of
+    one file compare equal on one of the two."""
+    try:
+        st = path.stat()
+        inode = (st.st_dev, st.st_ino)
+    except OSError:
+        inode = None
+    return os.path.realpath(path), inode
+
+
+def refuse_overwriting_inputs(
+    inputs: Iterable[str | os.PathLike | None],
+    outputs: Iterable[str | os.PathLike | None],
+) -> None:
+    """ValueError (one line) when an output file or folder is one of the inputs, however
+    spelled (``./a.png``, a symbolic or hard link): checked before anything is written. An
+    output folder that is an input folder is refused too, since the outputs would mix with
+    the inputs (and be read as inputs next time)."""
+    seen: dict[object, Path] = {}
+    for given in inputs:
+        if given is not None:
+            real, inode = _identity(Path(given))
+            seen[real] = Path(given)
+            if inode is not None:
+                seen[inode] = Path(given)
+    for given in outputs:
+        if given is None:
+            continue
+        real, inode = _identity(Path(given))
+        clash = seen.get(real) or (seen.get(inode) if inode is not None else None)
+        if clash is not None:
+            raise ValueError(f"output {given} would overwrite the input {clash}; write elsewhere")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
@@ -71,6 +122,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.fchmod(fd, 0o666 & ~current_umask())  # as open() would create it, not mkstemp's 0600
         os.close(fd)
     except OSError as err:
         raise _output_error(path, None, err) from err
@@ -98,6 +150,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp.chmod(0o777 & ~current_umask())  # as mkdir would create it, not mkdtemp's 0700
     old = None
     try:
         yield tmp
@@ -142,7 +195,12 @@ def load_tensor_state(
     readable = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
         state = torch.load(readable, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - a refused pickle, a corrupt archive, I/O
+    except pickle.UnpicklingError:  # what weights_only refuses: objects beyond tensors
+        raise error(
+            f"{name}: not a plain tensor state dict (it holds pickled Python objects, which are "
+            "never unpickled here); refused"
+        ) from None
+    except Exception as err:  # noqa: BLE001 - a corrupt archive, I/O
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise error(f"{name}: not a loadable tensor state dict ({first})") from None
     if not isinstance(state, dict):

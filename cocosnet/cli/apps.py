@@ -45,10 +45,14 @@ def add_edit(sub, shared_options: argparse.ArgumentParser) -> None:
 
 
 def run_edit(args: argparse.Namespace) -> int:
+    from ..files import refuse_overwriting_inputs
     from ..inference import Translator
     from ..inference.applications import edit_image
     from ..io import write_image
 
+    refuse_overwriting_inputs(
+        [args.photo, args.mask, args.edited_mask, args.checkpoint], [args.out]
+    )
     translator = Translator(
         args.checkpoint, device=args.device, seed=args.seed, runtime=runtime(args)
     )
@@ -75,11 +79,17 @@ def add_makeup(sub, shared_options: argparse.ArgumentParser) -> None:
 
 
 def run_makeup(args: argparse.Namespace) -> int:
+    from ..files import refuse_overwriting_inputs
     from ..inference import Translator
     from ..inference.jobs import check_masked_photo
     from ..inference.makeup import makeup_files, makeup_targets
 
     targets = makeup_targets(args.targets, args.target_masks, args.out)
+    sources = [args.source, args.source_mask, args.strokes, args.target_masks, args.checkpoint]
+    refuse_overwriting_inputs(
+        [*sources, *args.targets, *(p for t in targets for p in t[:2])],
+        [args.out, *(t[2] for t in targets)],
+    )
     translator = Translator(
         args.checkpoint, device=args.device, seed=args.seed, runtime=runtime(args)
     )
@@ -127,10 +137,14 @@ def add_correspond(sub, shared_options: argparse.ArgumentParser) -> None:
 def run_correspond(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from ..files import refuse_overwriting_inputs
     from ..inference import Translator
     from ..inference.matches import correspond_files, parse_points
 
     points = parse_points(args.points)
+    refuse_overwriting_inputs(
+        [args.input, args.exemplar, args.exemplar_mask, args.checkpoint], [args.out, args.warped]
+    )
     translator = Translator(
         args.checkpoint, device=args.device, seed=args.seed, runtime=runtime(args)
     )

@@ -52,16 +52,19 @@ def add_pairs(sub) -> None:
 def run_pairs(args: argparse.Namespace) -> int:
     from ..data.pairs import export_official, read_pairs
     from ..data.registry import adapter_for
+    from ..files import refuse_overwriting_inputs
     from ..retrieval.build import import_official_lists
 
     if args.pairs_command == "import":
         lists = {split: path for split, path in (("train", args.train), ("val", args.val)) if path}
         if not lists:
             raise ValueError("give --train and/or --val official list files")
+        refuse_overwriting_inputs([*lists.values(), args.dataset_dir], [args.out])
         id_of = adapter_for(args.dataset).official_id
         rows = import_official_lists(args.dataset_dir, lists, args.out, id_of)
         print(json.dumps({"pairs": len(rows), "out": args.out}))
     else:
+        refuse_overwriting_inputs([args.pairs], [args.out])
         rows = [r for r in read_pairs(args.pairs) if r["split"] == args.split]
         print(json.dumps({"lines": export_official(args.out, rows), "out": args.out}))
     return 0

@@ -57,8 +57,14 @@ def add_import_official(sub) -> None:
 
 
 def run_import_official(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..files import refuse_overwriting_inputs
+    from ..models.export import CONFIG_FILE, FILES
     from ..models.official import import_official
 
+    written = [Path(args.out) / name for name in (CONFIG_FILE, *FILES.values())]
+    refuse_overwriting_inputs([args.corr, args.gen], [args.out, *written])
     cfg = model_config({"preset": args.preset, **dict(args.set)})
     out = import_official(cfg, args.corr, args.gen, args.out)
     print(json.dumps({"saved": str(out)}))

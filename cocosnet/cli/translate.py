@@ -119,6 +119,20 @@ def _prepare(args: argparse.Namespace, jobs: list, translator, models, made: str
     return domain, kept, skipped
 
 
+def _refuse_overwrites(args: argparse.Namespace, jobs: list, warped_dir: str | None) -> None:
+    """No output (file, or file in the output folders) may be an input, before any is read."""
+    from pathlib import Path
+
+    from ..files import refuse_overwriting_inputs
+
+    inputs = [args.pairs, args.input, args.exemplar, args.exemplar_input, args.checkpoint]
+    outputs = [args.out, args.warped]
+    for job in jobs:
+        inputs += [job.input, job.exemplar, job.exemplar_input]
+        outputs += [job.out, job.warped, Path(warped_dir) / job.out.name if warped_dir else None]
+    refuse_overwriting_inputs(inputs, outputs)
+
+
 def run_translate(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
@@ -127,6 +141,7 @@ def run_translate(args: argparse.Namespace) -> int:
     from ..inference.photos import PhotoModels
 
     jobs, warped_dir = _jobs(args)
+    _refuse_overwrites(args, jobs, warped_dir)
     translator = Translator(
         args.checkpoint,
         device=args.device,
