@@ -193,3 +193,21 @@ def test_cli_imports_a_checkpoint_trained_at_other_widths(tmp_path, capsys):
     assert all(torch.equal(gen_back.state_dict()[k], v) for k, v in want.items())
     with pytest.raises(SystemExit):
         imp("--set", "no_such_key=1")
+
+
+def test_import_official_refuses_a_pickle_in_one_line(tmp_path, capsys):
+    """A checkpoint holding Python objects is refused without PyTorch's unpickling advice."""
+    import argparse
+
+    from cocosnet.cli import main
+
+    bad = tmp_path / "latest_net_G.pth"
+    torch.save({"opt": argparse.Namespace(lr=1)}, bad)  # as training scripts save options
+    argv = ["import-official", "--preset", "demo", "--corr", str(bad), "--gen", str(bad)]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(
+        "not a plain tensor state dict (it holds pickled Python objects, which "
+        "are never unpickled here); refused"
+    ), err
+    assert "\n" not in err and "weights_only" not in err and "\x1b" not in err
