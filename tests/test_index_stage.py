@@ -179,3 +179,29 @@ def test_deepfashion_never_retrieves_the_same_person(tmp_path, monkeypatch):
     rows = read_pairs(data / "deepfashion_index" / "pairs.parquet")
     person_of = {n.replace("/", "__"): n.split("/")[2] for n in names}
     assert rows and all(person_of[r["query"]] != person_of[r["exemplar"]] for r in rows)
+
+
+def test_pairs_commands_refuse_an_empty_selection(demo_root, tmp_path, capsys):
+    """A typo'd split, a split with no pairs or an empty official list is an error that
+    writes nothing, never an empty file with exit 0."""
+    from cocosnet.cli import main
+
+    tmp, _ = demo_root
+    official, out = tmp_path / "demo_ref.txt", tmp_path / "pairs.parquet"
+    official.write_text("demo_00000.png,demo_00003.png\n")
+    imp = ["pairs", "import", "--dataset", "demo", "--dataset-dir", str(tmp / "data" / "demo")]
+    assert main([*imp, "--train", str(official), "--out", str(out)]) == 0
+    exported = tmp_path / "list.txt"
+    for split, reason in (
+        ("vall", "unknown split 'vall'; known: train, val, test"),
+        ("val", "no pairs of split 'val' (splits there: train); nothing written"),
+    ):
+        capsys.readouterr()
+        assert main(["pairs", "export", str(out), "--split", split, "--out", str(exported)]) == 2
+        assert reason in capsys.readouterr().err and not exported.exists()
+    empty = tmp_path / "empty_ref.txt"
+    empty.write_text("\n")
+    again = tmp_path / "again.parquet"
+    assert main([*imp, "--train", str(empty), "--out", str(again)]) == 2
+    assert "no pairs (an empty list); nothing written" in capsys.readouterr().err
+    assert not again.exists()

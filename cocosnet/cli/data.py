@@ -44,12 +44,13 @@ def add_pairs(sub) -> None:
     imp_pairs.add_argument("--out", required=True, help="pairs.parquet to write")
     exp_pairs = psub.add_parser("export", help="pairs.parquet -> official text list")
     exp_pairs.add_argument("pairs", help="pairs.parquet")
-    exp_pairs.add_argument("--split", default="val")
+    exp_pairs.add_argument("--split", default="val", help="train, val or test")
     exp_pairs.add_argument("--out", required=True)
     pairs.set_defaults(func=run_pairs)
 
 
 def run_pairs(args: argparse.Namespace) -> int:
+    from ..data.manifest import SPLITS
     from ..data.pairs import export_official, read_pairs
     from ..data.registry import adapter_for
     from ..files import refuse_overwriting_inputs
@@ -65,6 +66,15 @@ def run_pairs(args: argparse.Namespace) -> int:
         print(json.dumps({"pairs": len(rows), "out": args.out}))
     else:
         refuse_overwriting_inputs([args.pairs], [args.out])
-        rows = [r for r in read_pairs(args.pairs) if r["split"] == args.split]
+        if args.split not in SPLITS:
+            raise ValueError(f"unknown split {args.split!r}; known: {', '.join(SPLITS)}")
+        every = read_pairs(args.pairs)
+        rows = [r for r in every if r["split"] == args.split]
+        if not rows:  # an empty list written with exit 0 would look like success
+            present = sorted({r["split"] for r in every}) or ["none"]
+            raise ValueError(
+                f"{args.pairs}: no pairs of split {args.split!r} (splits there: "
+                f"{', '.join(present)}); nothing written"
+            )
         print(json.dumps({"lines": export_official(args.out, rows), "out": args.out}))
     return 0

@@ -13,7 +13,14 @@ from tqdm import tqdm
 
 from ..config import IndexConfig
 from ..data.manifest import inside_root, read_manifest
-from ..data.pairs import PAIRS, export_official, import_official, pairs_from_topk, write_pairs
+from ..data.pairs import (
+    PAIRS,
+    PairsError,
+    export_official,
+    import_official,
+    pairs_from_topk,
+    write_pairs,
+)
 from ..data.prepare import MANIFEST
 from ..files import atomic_path
 from ..io import read_label
@@ -129,6 +136,9 @@ def import_official_lists(
     known = {r["id"] for r in read_manifest(dataset_dir / MANIFEST, dataset_dir)}
     rows: list[dict] = []
     for split, path in lists.items():
-        rows += import_official(path, split=split, known_ids=known, id_of=id_of)
+        found = import_official(path, split=split, known_ids=known, id_of=id_of)
+        if not found:  # an empty pairs.parquet would pass for a successful import
+            raise PairsError(f"{path}: no pairs (an empty list); nothing written")
+        rows += found
     write_pairs(out, rows, known_ids=known)
     return rows
