@@ -20,7 +20,7 @@ from cocosnet.inference import (
     translate_files,
     translate_many,
 )
-from cocosnet.io import read_image, write_image
+from cocosnet.io import ImageProblem, read_image, write_image
 
 from .helpers import single_thread, tiny_model
 
@@ -397,3 +397,26 @@ def test_correspondence_in_bfloat16(model):
     weights = corr.weights()
     assert weights.dtype == torch.float32
     assert torch.allclose(weights.sum(-1), torch.ones(weights.shape[0]), atol=1e-4)
+
+
+def test_inputs_are_checked_against_the_models_domain(tmp_path):
+    """A grey photo is no edge map, a photo no mask, a 3-channel array no pose: each refused
+    in one line that points at the domain that makes the input from a photo."""
+    ramp = np.tile(np.linspace(0, 255, 64, dtype=np.float32), (48, 1)).astype(np.uint8)
+    write_image(tmp_path / "grey.png", ramp)  # continuous tone, single channel
+    with pytest.raises(ImageProblem, match=r"not an edge map: 78% of its pixels are mid-grey"):
+        prepare_input(tmp_path / "grey.png", 1, 64)
+    with pytest.raises(ImageProblem, match="--domain photo-edges makes"):
+        prepare_input(tmp_path / "grey.png", 1, 64)
+    soft = np.zeros((48, 64), np.uint8)
+    soft[::6], soft[1::6] = 255, 128  # resized edges: a grey fringe beside each line is fine
+    write_image(tmp_path / "soft.png", soft)
+    assert prepare_input(tmp_path / "soft.png", 1, 64).tensor.max() == 1
+    _photo(tmp_path / "photo.png", 40, 40)
+    with pytest.raises(ValueError, match="3-band image; a photo\\? --domain photo-mask makes"):
+        prepare_input(tmp_path / "photo.png", 151, 64)
+    with pytest.raises(ImageProblem, match="has 151 classes .*--domain photo-mask"):
+        prepare_input(tmp_path / "grey.png", 151, 64)  # ids up to 255
+    np.savez(tmp_path / "rgb.npz", pose=np.zeros((40, 30, 3), np.uint8))
+    with pytest.raises(ImageProblem, match="'pose' must be H x W x 20 uint8"):
+        prepare_input(tmp_path / "rgb.npz", 20, 64)

@@ -50,6 +50,7 @@ from ..io import (
     read_label,
 )
 from ..preprocess.edges import canny
+from ..preprocess.segmentation import SEMANTIC_NC
 from .domain import POSE_TXT, Domain, is_keypoints_table, resolve_domain
 
 if TYPE_CHECKING:
@@ -138,9 +139,17 @@ def _single_channel(path: Path, channels: int) -> np.ndarray:
         # its own reason (its header alone would call it "3 bands").
         bands = _bands(path) if "single-channel" in err.reason else 0
         if bands > 1:
-            hint = "; use --domain photo-edges for Canny edges of a photo" if channels == 1 else ""
-            raise channel_error(channels, path, bands, f"a {bands}-band image{hint}") from None
+            what = f"a {bands}-band image{photo_hint(channels)}"
+            raise channel_error(channels, path, bands, what) from None
         raise
+
+
+def photo_hint(channels: int) -> str:
+    """Where a photo was given for a model's input: the domain that makes that input of it."""
+    domain = {1: "photo-edges", POSE_CHANNELS: "photo-pose", SEMANTIC_NC: "photo-mask"}
+    if channels not in domain:
+        return ""
+    return f"; a photo? --domain {domain[channels]} makes this model's input from it"
 
 
 def _resize(x: torch.Tensor, box: Letterbox, mode: str) -> torch.Tensor:
@@ -162,7 +171,7 @@ def prepare_label(path: str | os.PathLike, semantic_nc: int, size: int) -> Prepa
         raise ImageProblem(
             path,
             f"largest class id is {top}, but the model has {semantic_nc} classes "
-            f"(ids 0..{semantic_nc - 1})",
+            f"(ids 0..{semantic_nc - 1}){photo_hint(semantic_nc)}",
         )
     return _label_input(ids, semantic_nc, size, path)
 
@@ -194,9 +203,24 @@ def prepare_edges(
     values = _single_channel(path, model_channels)
     top = int(values.max())
     scale = 1.0 if top <= 1 else 255.0 if top <= 255 else 65535.0
+    _check_near_binary(values / scale, path)
     box = Letterbox.fit(*values.shape, size)
     small = _resize(torch.from_numpy(values.astype(np.float32) / scale)[None], box, "max")
     return Prepared(box.pad(small), box, path)
+
+
+EDGE_MID_TONE_LIMIT = 0.25  # of the pixels; Canny maps have none, resized ones a thin fringe
+
+
+def _check_near_binary(values: np.ndarray, path: Path) -> None:
+    """An edge map is near-binary (background and edges); a grey photo is mostly mid-tones."""
+    mid = float(((values > 0.1) & (values < 0.9)).mean())
+    if mid > EDGE_MID_TONE_LIMIT:
+        raise ImageProblem(
+            path,
+            f"not an edge map: {mid:.0%} of its pixels are mid-grey (an edge map is near-binary: "
+            f"0 and 255){photo_hint(1)}",
+        )
 
 
 def pose_name(path: str | os.PathLike) -> str:
@@ -235,9 +259,11 @@ def prepare_pose(
             raise ImageProblem(path, "file not found") from None
         except (OSError, ValueError, KeyError) as err:
             raise ImageProblem(path, f"not a rendered pose .npz with key 'pose' ({err})") from None
-        if pose.dtype != np.uint8 or pose.ndim != 3:
+        if pose.dtype != np.uint8 or pose.ndim != 3 or pose.shape[2] != POSE_CHANNELS:
             raise ImageProblem(
-                path, f"'pose' must be H x W x C uint8, got {pose.dtype} {pose.shape}"
+                path,
+                f"'pose' must be H x W x {POSE_CHANNELS} uint8 (skeleton colours and limb "
+                f"distance maps, as the pose stage renders), got {pose.dtype} {pose.shape}",
             )
     else:
         if not path.name.endswith(POSE_TXT):
