@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,8 +171,14 @@ def resolve(name: str, weights_dir: str | Path) -> Path:
     return path
 
 
-def add(name: str, source: str | Path, weights_dir: str | Path) -> Path:
-    """Copy a local file (or model folder) into the weights directory after checking it,
+def add(
+    name: str,
+    source: str | Path,
+    weights_dir: str | Path,
+    check: Callable[[Path], None] | None = None,
+) -> Path:
+    """Copy a local file (or model folder) into the weights directory after checking it
+    (``check``: that it loads as its loader loads it, see :mod:`cocosnet.weight_checks`),
     recording its digest."""
     s = spec(name)
     source = Path(source)
@@ -181,6 +188,8 @@ def add(name: str, source: str | Path, weights_dir: str | Path) -> Path:
             raise WeightsError(f"{source} must be a folder holding {', '.join(s.files)}")
     elif not source.is_file():
         raise WeightsError(f"{source} is not a file")
+    if check is not None:
+        check(source)
     weights_dir = Path(weights_dir)
     digest = sha256_of(_weights_file(s, source))
     _check_digest(s, source, digest, None, registering=True)

@@ -104,7 +104,7 @@ def test_segmenter_reads_a_tensor_only_bin_checkpoint(tiny_upernet, tmp_path, of
     assert np.array_equal(Segmenter(folder, short_side=32)(rgb), expected)
     # A pickle with arbitrary objects is refused.
     torch.save({"weights": object()}, folder / "pytorch_model.bin")
-    with pytest.raises(SegmentationError, match="not a loadable tensor state dict"):
+    with pytest.raises(SegmentationError, match="not a (loadable|plain) tensor state dict"):
         Segmenter(folder)
 
 
@@ -288,3 +288,22 @@ def test_masks_stage_verifies_the_registered_model(tiny_upernet, tmp_path, offli
     (wdir / "upernet_ade20k" / "model.safetensors").write_bytes(b"tampered")
     with pytest.raises(SystemExit, match="corrupt or not the official one"):
         masks_stage("demo", str(params), registered, weights_dir=str(wdir))
+
+
+def test_weights_add_checks_the_scene_parser_folder(tiny_upernet, tmp_path, capsys, offline):
+    """`weights add upernet_ade20k` loads the folder as the masks stage will before recording."""
+    from safetensors.torch import load_file, save_file
+
+    from cocosnet.cli import main
+
+    folder = tmp_path / "partial"
+    shutil.copytree(tiny_upernet, folder)
+    state = load_file(folder / "model.safetensors")
+    del state["decode_head.classifier.weight"]
+    save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+    wdir = tmp_path / "weights"
+    assert main(["weights", "--weights-dir", str(wdir), "add", "upernet_ade20k", str(folder)]) == 2
+    assert "1 missing keys (decode_head.classifier.weight" in capsys.readouterr().err
+    assert not (wdir / "lock.json").exists()
+    argv = ["weights", "--weights-dir", str(wdir), "add", "upernet_ade20k", str(tiny_upernet)]
+    assert main(argv) == 0

@@ -82,7 +82,7 @@ def test_state_dict_loading_refuses_pickled_code(tmp_path):
     path = tmp_path / "evil.pth"
     path.write_bytes(pickle.dumps({"a": Exploit()}))
     weights.add("vgg19_caffe", path, tmp_path / "w")
-    with pytest.raises(weights.WeightsError, match="not a loadable tensor state dict"):
+    with pytest.raises(weights.WeightsError, match="not a (loadable|plain) tensor state dict"):
         weights.load_state_dict("vgg19_caffe", tmp_path / "w")
 
 
@@ -198,3 +198,44 @@ def test_fetch_downloads_with_progress_and_checks_the_digest(tmp_path, monkeypat
     with pytest.raises(weights.WeightsError, match="could not download vgg19_torchvision"):
         weights.fetch("vgg19_torchvision", tmp_path / "other")
     assert not list((tmp_path / "other").glob("*.part*"))
+
+
+def test_add_refuses_files_that_are_not_the_entry(tmp_path, caffe_file, capsys):
+    """`weights add` loads a file without a published digest as its loader will, and refuses
+    it (one line, nothing recorded) unless it holds that entry's keys and shapes."""
+    from tests.test_pose import tiny_model as tiny_openpose
+
+    wdir = tmp_path / "weights"
+    text = tmp_path / "notes.pth"
+    text.write_text("twenty-one bytes here")
+    wrong = tmp_path / "wrong.pth"
+    state = caffe_state()
+    state["conv5_4.weight"] = state["conv5_4.weight"][:, :8]
+    torch.save(state, wrong)
+    partial = tmp_path / "partial.pth"
+    torch.save({k: v for k, v in caffe_state().items() if not k.startswith("conv5")}, partial)
+    (tmp_path / "pose").mkdir()
+    prototxt, caffemodel = tiny_openpose(tmp_path / "pose")
+    junk_proto = tmp_path / "junk.prototxt"
+    junk_proto.write_text("layer { this is not caffe")
+    cases = [
+        ("vgg19_caffe", text, "not a loadable tensor state dict"),
+        ("vgg19_caffe", wrong, "conv5_4.weight has shape (512, 8, 3, 3), VGG19 needs"),
+        ("vgg19_caffe", partial, "is not a VGG19 caffe state dict: missing ['conv5_1.weight'"),
+        ("openpose_body_caffemodel", caffemodel, "add openpose_body_prototxt first"),
+        ("openpose_body_prototxt", junk_proto, "not a Caffe network definition"),
+    ]
+    for name, path, reason in cases:
+        assert main(["weights", "--weights-dir", str(wdir), "add", name, str(path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert reason in err and "\n" not in err, (name, err)
+        assert not (wdir / "lock.json").exists()
+    assert main(["weights", "--weights-dir", str(wdir), "add", "vgg19_caffe", str(caffe_file)]) == 0
+    assert main(["weights", "--weights-dir", str(wdir), "add", "openpose_body_prototxt",
+                 str(prototxt)]) == 0  # fmt: skip
+    assert main(["weights", "--weights-dir", str(wdir), "add", "openpose_body_caffemodel",
+                 str(text)]) == 2  # fmt: skip
+    assert "not Caffe weights for it" in capsys.readouterr().err
+    assert main(["weights", "--weights-dir", str(wdir), "add", "openpose_body_caffemodel",
+                 str(caffemodel)]) == 0  # fmt: skip
+    assert len(json.loads((wdir / "lock.json").read_text())) == 3

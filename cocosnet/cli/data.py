@@ -27,7 +27,9 @@ def run_weights(args: argparse.Namespace) -> int:
     if args.weights_command == "list":
         print(json.dumps(weights.status(args.weights_dir), indent=2))
     elif args.weights_command == "add":
-        print(json.dumps({"added": str(weights.add(args.name, args.path, args.weights_dir))}))
+        from ..weight_checks import add_checked
+
+        print(json.dumps({"added": str(add_checked(args.name, args.path, args.weights_dir))}))
     elif args.weights_command == "fetch":
         print(json.dumps({"fetched": str(weights.fetch(args.name, args.weights_dir))}))
     return 0

@@ -143,7 +143,9 @@ def _normalisation(model_dir: Path) -> tuple[float, np.ndarray, np.ndarray]:
     return scale, mean, std
 
 
-def _load_transformers(config_path: Path, weights: Path, device: str) -> torch.nn.Module:
+def load_scene_parser(config_path: Path, weights: Path, device: str) -> torch.nn.Module:
+    """The transformers UperNet ADE20k parser of a folder, refused (SegmentationError) unless
+    its config predicts the 150 classes and its weights match the config exactly."""
     try:
         from transformers import UperNetConfig, UperNetForSemanticSegmentation
     except ImportError:
@@ -225,7 +227,7 @@ class Segmenter:
         self._scale = scale
         self._mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-        self.model = _load_transformers(config, weights, str(self.device))
+        self.model = load_scene_parser(config, weights, str(self.device))
 
     @classmethod
     def from_spec(cls, spec: SegmenterSpec) -> Segmenter:
