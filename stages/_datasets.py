@@ -17,9 +17,14 @@ def adapter(stage: str, dataset: str) -> Adapter:
         raise SystemExit(f"{stage}: {err}") from None
 
 
-def sample_loader(params: Params, dataset: str, semantic_nc: int) -> SampleLoader:
-    """The loader of DS's prepared samples with the input of ``train.condition``."""
+def sample_loader(params: Params, dataset: str, semantic_nc: int, stage: str) -> SampleLoader:
+    """The loader of DS's prepared samples with the input of ``train.condition``; a condition
+    whose input cannot feed the model stops ``stage`` with one line naming both keys."""
     paths, found = dataset_paths(params, dataset), adapter_for(dataset)
+    try:
+        found.check_model_channels(params.train.condition, semantic_nc)
+    except ValueError as err:
+        raise SystemExit(f"{stage}: {err}") from None
     return SampleLoader(
         found,
         paths.dataset_dir,

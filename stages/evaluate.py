@@ -51,7 +51,7 @@ def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "wei
     device = eval_cfg.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    loader = sample_loader(params, dataset, model_cfg.semantic_nc)
+    loader = sample_loader(params, dataset, model_cfg.semantic_nc, "evaluate")
     pairs = heldout_pairs(
         loader,
         paths.manifest,

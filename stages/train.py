@@ -142,7 +142,7 @@ def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "wei
         raise SystemExit(_launch_ranks(cmd, budget_env(threads, os.environ)))
     info = distributed.dist_info_from(os.environ)
     paths = dataset_paths(params, dataset)
-    loader = sample_loader(params, dataset, params.model.semantic_nc)
+    loader = sample_loader(params, dataset, params.model.semantic_nc, "train")
     vgg, no_vgg_reason = _vgg(params, weights_dir)
     examples = training_examples(
         loader, paths.manifest, paths.pairs, image_size=params.model.image_size, cfg=cfg

@@ -453,3 +453,27 @@ def test_ade20k_prepare_is_the_same_with_worker_processes(ade_root, tmp_path):
     ]
     assert quarantined2 == quarantined1
     assert len(files1) == 6 and files2 == files1
+
+
+def test_condition_and_model_channels_are_checked_together():
+    """train.condition's input must have model.semantic_nc channels: refused before any
+    sample is read (it used to die inside a DataLoader worker), naming both keys."""
+    from cocosnet.config import parse_params
+    from cocosnet.data.registry import adapter_for
+    from stages._datasets import sample_loader
+
+    demo = adapter_for("demo")
+    demo.check_model_channels("auto", 8)
+    demo.check_model_channels("edges", 1)
+    adapter_for("deepfashion").check_model_channels("auto", 20)
+    adapter_for("celebahq").check_model_channels("edges", 15)
+    adapter_for("folder").check_model_channels("label", 151)  # a folder's masks: any classes
+    with pytest.raises(ValueError, match="train.condition: auto .auto: pose. gives deepfashion"):
+        adapter_for("deepfashion").check_model_channels("auto", 151)
+    params = parse_params({"model": {"preset": "demo"}, "train": {"condition": "edges"}})
+    with pytest.raises(SystemExit) as stop:
+        sample_loader(params, "demo", params.model.semantic_nc, "train")
+    assert str(stop.value) == (
+        "train: train.condition: edges gives demo inputs of 1 channel(s), but model.semantic_nc "
+        "is 8; set model.semantic_nc: 1 or another train.condition"
+    )

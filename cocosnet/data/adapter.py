@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..config import DataConfig
+from ..formats.pose_render import POSE_CHANNELS
 from ..formats.tensors import one_hot
 from ..io import DEFAULT_MAX_PIXELS
 from .prepare import Candidate, PrepareReport
@@ -84,6 +85,27 @@ class Adapter:
         """The input domain a model of this dataset reads: ``configured`` (train.condition)
         unless it is ``auto``."""
         return self.condition if configured == "auto" else configured  # type: ignore[return-value]
+
+    def input_channels(self, condition: Condition) -> int | None:
+        """Channels of this dataset's ``condition`` input, which model.semantic_nc must equal
+        (None: any, a folder's label maps)."""
+        if condition == "edges":
+            return 15 if self.edge_encoding == "celebahq15" else 1
+        if condition == "pose":
+            return POSE_CHANNELS
+        return self.channels
+
+    def check_model_channels(self, configured: str, semantic_nc: int) -> None:
+        """ValueError naming both keys when train.condition's input cannot feed the model."""
+        condition = self.input_condition(configured)
+        channels = self.input_channels(condition)
+        if channels is not None and channels != semantic_nc:
+            given = "" if configured == condition else f" (auto: {condition})"
+            raise ValueError(
+                f"train.condition: {configured}{given} gives {self.name} inputs of {channels} "
+                f"channel(s), but model.semantic_nc is {semantic_nc}; set model.semantic_nc: "
+                f"{channels} or another train.condition"
+            )
 
     def stored_planes(self, dataset_dir: str | os.PathLike, sample: str) -> Planes | None:
         """Input planes stored beside a prepared sample (H x W x C uint8) and which of them
