@@ -86,3 +86,25 @@ def test_data_section_defaults_and_errors():
         parse_params({"data": {"datasets": ["imagenet"]}})
     with pytest.raises(ConfigError, match="data.max_pixels"):
         parse_params({"data": {"max_pixels": 0}})
+
+
+def test_every_problem_of_every_section_is_reported_at_once():
+    raw = {
+        "evals": {},
+        "data": {"load_sizee": 3},
+        "train": {"lrr": 1, "max_steps": -3},
+        "model": {"preset": "nope"},
+        "tracking": 3,
+    }
+    with pytest.raises(ConfigError) as err:
+        parse_params(raw)
+    lines = str(err.value).splitlines()
+    assert lines[0] == "invalid configuration:"
+    assert sorted(line.split(":")[0].strip() for line in lines[1:]) == [
+        "data.load_sizee",
+        "model.preset",
+        "tracking",
+        "train.lrr",
+        "train.max_steps",
+        "unknown params section(s)",
+    ]

@@ -51,27 +51,46 @@ def parse_params_text(text: str, source: str = "params.yaml") -> Params:
     return parse_params(raw)
 
 
+_HEADER = "invalid configuration:\n  "
+
+
+def _problems(err: ConfigError) -> list[str]:
+    """The one-line problems of a section's error (a multi-line report or one line)."""
+    return str(err).removeprefix(_HEADER).split("\n  ")
+
+
 def parse_params(raw: Mapping[str, Any] | None) -> Params:
-    """Validate the parsed contents of params.yaml."""
+    """Validate the parsed contents of params.yaml; every problem of every section is
+    reported at once (one fix per run is slow when a stage takes minutes to start)."""
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
         raise ConfigError(f"params must be a mapping of sections, got {type(raw).__name__}")
+    problems = []
     unknown = sorted((k for k in raw if k not in Params.model_fields), key=repr)  # any key type
     if unknown:
-        raise ConfigError(
+        problems.append(
             f"unknown params section(s): {unknown}; known: {sorted(Params.model_fields)}"
         )
+    resolvers = {"model": model_config, "loss": loss_config, "train": train_config}
     sections = {}
-    for name in Params.model_fields:
+    for name, field in Params.model_fields.items():
         section = raw.get(name) or {}
         if not isinstance(section, Mapping):
-            raise ConfigError(f"{name}: expected a mapping, got {type(section).__name__}")
-        sections[name] = section
-    model = model_config(sections.pop("model"))
-    loss = loss_config(sections.pop("loss"))
-    train = train_config(sections.pop("train"))
+            problems.append(f"{name}: expected a mapping, got {type(section).__name__}")
+            continue
+        try:
+            if name in resolvers:
+                sections[name] = resolvers[name](section)
+            else:
+                sections[name] = field.annotation.model_validate(section)
+        except ConfigError as err:
+            problems += _problems(err)
+        except ValidationError as err:
+            problems += _problems(ConfigError(_format_errors(name, err)))
+    if problems:
+        raise ConfigError(_HEADER + "\n  ".join(problems))
     try:
-        return Params(model=model, loss=loss, train=train, **sections)
+        return Params(**sections)
     except ValidationError as err:
         raise ConfigError(_format_errors("", err)) from None
