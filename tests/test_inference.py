@@ -245,16 +245,35 @@ def test_cli_pair_list(tmp_path, model, capsys):
     ]
     assert main(cmd) == 0
     assert read_image(tmp_path / "o" / "x.png").shape == (48, 60, 3)
-    for bad, reason in [
+    # A list with bad lines is refused whole, every bad line named with its own cause.
+    bad_lines = [
         ("masks/x.png,../outside.png", "no '..'"),
         ("masks/x.png,/etc/passwd", "must be relative"),
         ("masks/x.png,photos/missing.png", "not found"),
-    ]:
-        listing.write_text(f"masks/x.png,photos/y.png\n{bad}\n")
-        capsys.readouterr()
-        assert main(cmd) == 2
-        err = capsys.readouterr().err.strip()
-        assert f"{listing}:2:" in err and reason in err and "\n" not in err
+        ("masks/x.png", "expected input,exemplar[,exemplar_input]"),
+        ("masks/x.png,photos/y.png", "output x.png already written by line 1"),
+    ]
+    listing.write_text("\n".join(["masks/x.png,photos/y.png", *(b for b, _ in bad_lines)]))
+    capsys.readouterr()
+    assert main(cmd) == 2
+    err = capsys.readouterr().err
+    assert f"{listing}: bad lines ({len(bad_lines)} problem(s)):" in err
+    for number, (_, reason) in enumerate(bad_lines, start=2):
+        assert reason in next(e for e in err.splitlines() if f"{listing}:{number}:" in e)
+    # Files that cannot be read skip their pair (with the line), the others are written.
+    (root / "masks" / "cut.png").write_bytes((root / "masks" / "x.png").read_bytes()[:60])
+    _photo(root / "masks" / "rgb.png", 30, 30)
+    listing.write_text(
+        "masks/cut.png,photos/y.png\nmasks/x.png,photos/y.png\nmasks/rgb.png,photos/y.png"
+    )
+    (tmp_path / "o" / "x.png").unlink()
+    assert main(cmd) == 1 and (tmp_path / "o" / "x.png").is_file()
+    err = [e for e in capsys.readouterr().err.splitlines() if "cocosnet translate:" in e]
+    assert len(err) == 2, err  # one line each (the rest is the progress bar)
+    assert err[0].startswith(f"cocosnet translate: skipped: {listing}:1: ")
+    assert err[0].endswith("cut.png: truncated or corrupt image data")
+    assert err[1].startswith(f"cocosnet translate: skipped: {listing}:3: ")
+    assert "rgb.png gives 3 (a 3-band image" in err[1]
 
 
 @pytest.mark.parametrize(

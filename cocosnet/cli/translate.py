@@ -111,9 +111,9 @@ def _prepare(args: argparse.Namespace, jobs: list, translator, models, made: str
             size, channels = translator.size, translator.semantic_nc
             check_job(job, channels, size, domain=domain, canvas=args.pose_size)
         except (ValueError, FileNotFoundError) as err:
-            if len(jobs) == 1:
+            if len(jobs) == 1 and not args.pairs:
                 raise
-            skipped.append(err)
+            skipped.append(ValueError(f"{job.source}: {err}") if job.source else err)
             continue
         kept.append(job)
     return domain, kept, skipped

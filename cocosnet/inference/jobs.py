@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from ..io import read_image
+from ..tables import summarize_problems
 from .prepare import IMAGE_SUFFIXES, pose_name, prepare_exemplar, prepare_input
 from .translator import Job
 
@@ -91,7 +92,8 @@ def _list_path(root: Path, text: str, where: str) -> Path:
 
 def read_pair_list(list_path: str | os.PathLike, out_dir: str | os.PathLike) -> list[Job]:
     """``input,exemplar[,exemplar_input]`` per line (paths relative to the list's folder; blank
-    lines and ``#`` comments skipped) -> jobs writing ``out_dir/<input stem>.png``."""
+    lines and ``#`` comments skipped) -> jobs writing ``out_dir/<input stem>.png``. A list with
+    bad lines is refused whole, naming every bad line (``list:line: reason``)."""
     list_path = Path(list_path)
     try:
         lines = list_path.read_text(encoding="utf-8").splitlines()
@@ -99,21 +101,31 @@ def read_pair_list(list_path: str | os.PathLike, out_dir: str | os.PathLike) -> 
         raise FileNotFoundError(f"{list_path}: pair list not found") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ValueError(f"{list_path}: cannot read ({err})") from None
-    jobs, outs = [], {}
+    jobs, outs, problems = [], {}, []
     for lineno, line in enumerate(lines, start=1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
         where = f"{list_path}:{lineno}"
         fields = [f.strip() for f in line.split(",")]
-        if len(fields) not in (2, 3):
-            raise ValueError(f"{where}: expected input,exemplar[,exemplar_input], got {line!r}")
-        paths = [_list_path(list_path.parent, f, where) for f in fields]
+        try:
+            if len(fields) not in (2, 3):
+                raise ValueError(f"{where}: expected input,exemplar[,exemplar_input], got {line!r}")
+            paths = [_list_path(list_path.parent, f, where) for f in fields]
+        except (ValueError, FileNotFoundError) as err:
+            problems.append(str(err))
+            continue
         out = Path(out_dir) / f"{pose_name(paths[0])}.png"
         if out in outs:
-            raise ValueError(f"{where}: output {out.name} already written by line {outs[out]}")
+            problems.append(f"{where}: output {out.name} already written by line {outs[out]}")
+            continue
         outs[out] = lineno
-        jobs.append(Job(paths[0], paths[1], out, exemplar_input=(paths[2:] or [None])[0]))
+        ex_input = (paths[2:] or [None])[0]
+        jobs.append(Job(paths[0], paths[1], out, exemplar_input=ex_input, source=where))
+    if len(problems) > 1:
+        raise ValueError(summarize_problems(f"{list_path}: bad lines", problems))
+    if problems:
+        raise ValueError(problems[0])
     if not jobs:
         raise ValueError(f"{list_path}: no pairs")
     return jobs

@@ -115,6 +115,7 @@ class Job:
     out: Path
     warped: Path | None = None
     exemplar_input: Path | None = None
+    source: str | None = None  # where the job was given, e.g. "pairs.txt:3", for messages
 
 
 def _check_out(path: Path) -> None:
