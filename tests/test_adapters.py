@@ -277,15 +277,17 @@ def test_folder_candidates_ids_and_paths(photos):
     assert {c.split for c in folder.candidates(photos, val_fraction=0.0)} == {"train"}
 
 
-def test_folder_refuses_clashes_and_missing_folder(photos, tmp_path):
+def test_folder_quarantines_clashes_and_refuses_a_missing_folder(photos, tmp_path):
     with pytest.raises(ValueError, match="expected a folder of photos"):
         folder.candidates(tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no image files"):
         folder.candidates(tmp_path / "empty")
-    write_image(photos / "a.png", photo(8, 8))
-    with pytest.raises(ValueError, match="same sample id"):
-        folder.candidates(photos)
+    write_image(photos / "a.png", photo(8, 8))  # beside a.jpg: the same sample id "a"
+    report = folder.ADAPTER.prepare(photos, tmp_path / "prepared", size=8)
+    reason = "a.jpg and a.png map to the same sample id 'a' (rename one)"
+    assert report.quarantined == [("a.jpg", reason), ("a.png", reason)]
+    assert sorted(r["id"] for r in report.rows) == ["sub__b", "sub__deeper__c"]
 
 
 def test_folder_split_is_stable_when_files_are_added(tmp_path):

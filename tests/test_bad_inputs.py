@@ -59,6 +59,8 @@ def data(tmp_path_factory):
     """The corpus prepared by the real stage entry points: folder photos and ADE20k labels."""
     base = tmp_path_factory.mktemp("bad")
     badinput.make_images(base / "raw_folder")
+    for suffix in (".png", ".jpg"):  # two files, one sample id: both quarantined
+        Image.fromarray(badinput.gradient()).save(base / "raw_folder" / f"clash{suffix}")
     badinput.make_ade20k(base / "raw_ade")
     params = base / "params.yaml"
     params.write_text(
@@ -80,6 +82,14 @@ def test_stage_runs_succeed_without_leftovers(data):
         assert proc.returncode == 0, (name, proc.stderr)
         no_traceback(proc.stderr)
     assert leftovers(data.root) == []
+
+
+def test_prepare_folder_quarantines_a_name_clash(data):
+    root = data.root / "folder"
+    reasons = quarantine(root)
+    reason = "clash.jpg and clash.png map to the same sample id 'clash' (rename one)"
+    assert reasons["clash.jpg"] == reasons["clash.png"] == reason
+    assert "clash" not in {r["id"] for r in read_manifest(root / "manifest.parquet", root)}
 
 
 @pytest.mark.parametrize("stem", list(badinput.IMAGES))

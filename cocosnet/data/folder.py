@@ -4,7 +4,8 @@ Folder layout: every ``.jpg``/``.jpeg``/``.png``/``.bmp``/``.webp`` file (suffix
 case-insensitive) anywhere under ``raw_root``; hidden files and folders (name starting with
 ``.``) are skipped, symlinked folders are not followed.  A sample's id is its path relative to
 ``raw_root`` without the suffix, with ``/`` replaced by ``__`` (``trips/2019/a.jpg`` ->
-``trips__2019__a``); two files mapping to the same id (``a.jpg`` and ``a.png``) are refused.
+``trips__2019__a``); files mapping to the same id (``a.jpg`` and ``a.png``) are all
+quarantined (which one was meant is unknown), the others prepared.
 The split is ``val`` when the first 8 bytes of ``sha256(id)``, read as a fraction of 2**64,
 fall below ``val_fraction``, else ``train``: it depends on the id alone, so adding or removing
 files never moves another file between splits (small folders may get no val sample at all).
@@ -42,28 +43,25 @@ def candidates(raw_root: str | os.PathLike, *, val_fraction: float = 0.1) -> lis
     if not root.is_dir():
         raise ValueError(f"expected a folder of photos at {raw_root}, found no such folder")
     split_for("", val_fraction)  # validate before walking a large tree
-    found: dict[str, str] = {}
-    clashes = []
+    found: dict[str, list[str]] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_SUFFIXES:
                 continue
             rel = (Path(dirpath) / name).relative_to(root).as_posix()
-            sample_id = rel[: -len(Path(name).suffix)].replace("/", "__")
-            if sample_id in found:
-                clashes.append(f"{found[sample_id]} and {rel} -> {sample_id!r}")
-            else:
-                found[sample_id] = rel
-    if clashes:
-        raise ValueError(
-            f"{len(clashes)} file(s) under {raw_root} map to the same sample id (rename one): "
-            + "; ".join(clashes[:5])
-        )
+            found.setdefault(rel[: -len(Path(name).suffix)].replace("/", "__"), []).append(rel)
     if not found:
         raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) found under {raw_root}")
-    rows = sorted(found.items(), key=lambda kv: kv[1])
-    return [Candidate(i, split_for(i, val_fraction), rel) for i, rel in rows]
+    out = []
+    for sample_id, rels in found.items():
+        problem = None
+        if len(rels) > 1:
+            problem = f"{' and '.join(rels)} map to the same sample id {sample_id!r} (rename one)"
+        out += [
+            Candidate(sample_id, split_for(sample_id, val_fraction), r, None, problem) for r in rels
+        ]
+    return sorted(out, key=lambda c: c.image)
 
 
 class FolderAdapter(Adapter):

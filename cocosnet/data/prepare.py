@@ -30,6 +30,7 @@ class Candidate:
     split: str
     image: str
     label: str | None = None
+    problem: str | None = None  # why it cannot be a sample (quarantined without reading it)
 
 
 @dataclass

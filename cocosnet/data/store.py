@@ -105,7 +105,8 @@ def resize_and_index(
     lists rows and quarantined files in candidate order, however many workers."""
     check_out_root(raw_root, out_root)
     out_root = Path(out_root)
-    candidates = list(candidates)
+    refused = [(c.image, c.problem) for c in candidates if c.problem is not None]
+    candidates = [c for c in candidates if c.problem is None]
     seen: set[str] = set()
     for c in candidates:
         if c.id in seen:
@@ -125,7 +126,7 @@ def resize_and_index(
         workers=workers,
         dask_address=dask_address,
     )
-    report.quarantined[:0] = quarantined
+    report.quarantined[:0] = refused + quarantined
     return report
 
 
