@@ -5,6 +5,7 @@ import yaml
 
 from cocosnet.config import IndexConfig
 from cocosnet.data.pairs import read_pairs
+from cocosnet.io import write_image
 from cocosnet.models.vgg import VGG19
 from cocosnet.retrieval import build as build_module
 from cocosnet.retrieval.embeddings import layout_embedding
@@ -142,7 +143,6 @@ def test_deepfashion_never_retrieves_the_same_person(tmp_path, monkeypatch):
     from cocosnet.data import deepfashion
     from cocosnet.data.prepare import write_prepared
     from cocosnet.formats.pose_render import write_openpose_txt
-    from cocosnet.io import write_image
 
     from .test_deepfashion import person
 
@@ -205,3 +205,24 @@ def test_pairs_commands_refuse_an_empty_selection(demo_root, tmp_path, capsys):
     assert main([*imp, "--train", str(empty), "--out", str(again)]) == 2
     assert "no pairs (an empty list); nothing written" in capsys.readouterr().err
     assert not again.exists()
+
+
+def test_index_of_unlabelled_photos_says_what_to_do_and_leaves_nothing(tmp_path):
+    from cocosnet.data import folder
+    from cocosnet.data.prepare import write_prepared
+    from cocosnet.weights import WeightsError
+
+    for i in range(4):
+        write_image(tmp_path / "raw" / f"p{i}.png", np.full((16, 16, 3), 40 * i, np.uint8))
+    write_prepared(
+        tmp_path / "folder", folder.ADAPTER.prepare(tmp_path / "raw", tmp_path / "folder", size=16)
+    )
+    out = tmp_path / "folder_index"
+    with pytest.raises(ValueError, match="has 4 image.s. without one: use index.embedding: vgg19"):
+        build_module.build_pairs(tmp_path / "folder", out, IndexConfig(embedding="layout"))
+    assert not out.exists()
+    with pytest.raises(WeightsError, match="cocosnet weights add vgg19_torchvision"):
+        build_module.build_pairs(
+            tmp_path / "folder", out, IndexConfig(embedding="vgg19"), weights_dir=tmp_path / "w"
+        )
+    assert not out.exists()

@@ -40,8 +40,13 @@ def dataset_embeddings(
     max_pixels: int,
 ) -> np.ndarray:
     if cfg.embedding == "layout":
-        if num_classes is None or any(r["label"] is None for r in rows):
-            raise ValueError("layout embeddings need a label map for every image")
+        unlabelled = sum(r["label"] is None for r in rows)
+        if num_classes is None or unlabelled:
+            raise ValueError(
+                f"index.embedding: layout needs a label map of known classes for every image; "
+                f"{dataset_dir} has {unlabelled or len(rows)} image(s) without one: use "
+                "index.embedding: vgg19 (the paper's retrieval; register vgg19_torchvision)"
+            )
         return np.stack(
             [
                 layout_embedding(
@@ -78,16 +83,22 @@ def build_pairs(
     index of the training embeddings; returns the pair rows."""
     dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
     rows = read_manifest(dataset_dir / MANIFEST, dataset_dir)
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
-    emb = dataset_embeddings(
-        dataset_dir,
-        rows,
-        cfg,
-        out_dir,
-        weights_dir=weights_dir,
-        num_classes=num_classes,
-        max_pixels=max_pixels,
-    )
+    try:
+        emb = dataset_embeddings(
+            dataset_dir,
+            rows,
+            cfg,
+            out_dir,
+            weights_dir=weights_dir,
+            num_classes=num_classes,
+            max_pixels=max_pixels,
+        )
+    except BaseException:
+        if created and not any(out_dir.iterdir()):  # nothing to resume from: leave no trace
+            out_dir.rmdir()
+        raise
     train = [i for i, r in enumerate(rows) if r["split"] == "train"]
     if not train:
         raise ValueError(f"{dataset_dir}: no training images to retrieve exemplars from")
