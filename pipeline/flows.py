@@ -36,6 +36,7 @@ from cocosnet.cores import current_budget, thread_budget
 from cocosnet.cores import describe as describe_share
 from pipeline.dag import DvcProject, Stage, concurrency, describe, run_commands
 
+SERVER_START_TIMEOUT_S = 120.0  # a temporary server on 2 loaded cores took 30-60 s
 # How to have a Prefect server (printed where one is missing).
 START_A_SERVER = (
     "start one with `prefect server start --host 127.0.0.1` and export "
@@ -198,13 +199,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     cmd.add_argument("--retries", type=int, default=2, help="tries after a failure (default: 2)")
     cmd.add_argument("--retry-delay", type=float, default=10.0, help="seconds (default: 10)")
     cmd.add_argument("--force", action="store_true", help="run up-to-date stages too")
+    cmd.add_argument(
+        "--server-timeout",
+        type=float,
+        default=SERVER_START_TIMEOUT_S,
+        help="seconds the temporary Prefect server may take to start "
+        f"(default: {SERVER_START_TIMEOUT_S:.0f}; Prefect's own 20 is short on a loaded machine)",
+    )
     args = parser.parse_args(argv)
     if not args.force:  # nothing to run: say so as `dvc repro` does, without a flow run
         dag, stale = DvcProject(args.root).plan(args.targets)
         if not stale:
             print(ReproReport.all_skipped(dag).summary() + "; no flow run")
             return 0
-    from prefect.settings import PREFECT_API_URL
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+        temporary_settings,
+    )
 
     if not PREFECT_API_URL.value():
         print(
@@ -213,18 +225,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             "to keep runs and skip the start",
             file=sys.stderr,
         )
+    timeout = {PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: args.server_timeout}
     try:
-        report = repro(
-            root=args.root,
-            targets=args.targets,
-            max_workers=args.max_workers,
-            retries=args.retries,
-            retry_delay_s=args.retry_delay,
-            force=args.force,
-        )
+        with temporary_settings(updates=timeout):
+            report = repro(
+                root=args.root,
+                targets=args.targets,
+                max_workers=args.max_workers,
+                retries=args.retries,
+                retry_delay_s=args.retry_delay,
+                force=args.force,
+            )
     except PipelineFailed as exc:
         print(exc.report.summary(), file=sys.stderr)
         return 1
+    except RuntimeError as exc:
+        if "ephemeral Prefect API server" not in str(exc):
+            raise
+        print(
+            f"pipeline.flows: Prefect's temporary server did not start in {args.server_timeout:g} "
+            f"s (a loaded machine? --server-timeout gives it longer); {START_A_SERVER}",
+            file=sys.stderr,
+        )
+        return 2
     print(report.summary())
     return 0
 

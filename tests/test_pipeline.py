@@ -323,3 +323,20 @@ def test_sweep_command_line_variants():
     }
     with pytest.raises(Exception, match="KEY=VALUE"):
         parse_variant("train.lr_g")
+
+
+def test_temporary_server_timeout_is_one_line(project, tmp_path):
+    """Without a server, a temporary one that does not start in time is one line that says
+    what to do, not a traceback (the timeout made tiny here to force it)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env |= {"PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    cmd = [sys.executable, "-m", "pipeline.flows", "repro", "--root", str(project)]
+    proc = subprocess.run(
+        [*cmd, "--server-timeout", "0"], env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    ours = [line for line in proc.stderr.splitlines() if "temporary server did not" in line]
+    assert len(ours) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert ours[0].startswith("pipeline.flows: Prefect's temporary server did not start in 0 s")
+    assert "prefect server start --host 127.0.0.1" in ours[0]
