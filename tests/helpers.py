@@ -57,7 +57,7 @@ def dvc_project_copy(work: Path) -> Path:
     """A copy of the code and dvc.yaml in ``work`` (created), for a DVC project in a temp dir;
     the caller writes its params.yaml and runs git/dvc init."""
     work.mkdir(parents=True)
-    for name in ("cocosnet", "stages"):
+    for name in ("cocosnet", "stages", "raw"):
         shutil.copytree(REPO / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "dvc.yaml", work)
     return work

@@ -128,7 +128,8 @@ def test_prepare_with_nothing_valid_fails_in_one_line(tmp_path):
     badinput.make_images(tmp_path / "raw", stems=["zero_byte", "text", "truncated_png"])
     params = tmp_path / "params.yaml"
     params.write_text(
-        f"data:\n  root: {tmp_path / 'data'}\n  raw_roots: {{folder: {tmp_path / 'raw'}}}\n"
+        f"data:\n  root: {tmp_path / 'data'}\n  datasets: [folder]\n"
+        f"  raw_roots: {{folder: {tmp_path / 'raw'}}}\n"
     )
     with pytest.raises(SystemExit, match=r"^prepare: no valid images .*3 quarantined") as info:
         prepare.main("folder", str(params))
@@ -138,7 +139,8 @@ def test_prepare_with_nothing_valid_fails_in_one_line(tmp_path):
     assert not (out / "manifest.parquet").exists() and leftovers(tmp_path / "data") == []
     (tmp_path / "empty").mkdir()
     params.write_text(
-        f"data:\n  root: {tmp_path / 'data2'}\n  raw_roots: {{folder: {tmp_path / 'empty'}}}\n"
+        f"data:\n  root: {tmp_path / 'data2'}\n  datasets: [folder]\n"
+        f"  raw_roots: {{folder: {tmp_path / 'empty'}}}\n"
     )
     with pytest.raises(SystemExit, match=r"^prepare: no image files .* found under"):
         prepare.main("folder", str(params))

@@ -32,8 +32,19 @@ UNTRACKED_KEYS = {
 
 
 def _stage(name: str) -> dict:
+    """A stage's definition; in a foreach over a mapping, ``${key}`` read as its first key."""
     stage = DVC[name]
-    return stage.get("do", stage)
+    if "do" not in stage:
+        return stage
+    over = stage["foreach"].removeprefix("${").removesuffix("}").split(".")
+    node = RAW_PARAMS
+    for part in over:
+        node = node[part]
+    if not isinstance(node, dict):
+        return stage["do"]
+    first = next(iter(node))
+    text = yaml.safe_dump(stage["do"]).replace("${key}", first).replace("${item}", node[first])
+    return yaml.safe_load(text)
 
 
 def _code_deps(stage: dict) -> set[str]:

@@ -47,7 +47,7 @@ def project(tmp_path):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())  # every section DVC templates
     params["data"].update(
         datasets=["demo", "ade20k"],
-        raw_roots={"ade20k": str(raw)},
+        raw_roots={"demo": "raw/demo", "ade20k": str(raw / "ADEChallengeData2016")},
         load_size=16,
         max_pixels=1_000_000,
         demo={"n_train": 6, "n_val": 2, "size": 32, "seed": 1},
@@ -75,6 +75,31 @@ def test_dvc_repro_prepares_and_maps_edges_then_is_a_no_op(project):
     again = run(["dvc", "repro", "edges"], project)
     assert "Running stage" not in again
     assert "Data and pipelines are up to date" in again
+
+
+def test_raw_files_added_changed_or_removed_rerun_prepare(project, tmp_path):
+    """The raw folder is a dependency of prepare@DS: DVC sees every change to it."""
+    run(["dvc", "repro", "prepare@ade20k"], project)
+    train = tmp_path / "raw" / "ADEChallengeData2016" / "images" / "training"
+    rng = np.random.default_rng(5)
+    write_image(train / "ADE_train_00000003.jpg", rng.integers(0, 255, (24, 32, 3), np.uint8))
+    write_image(train / "ADE_train_00000003.png", rng.integers(0, 151, (24, 32), np.uint8))
+    assert "prepare@ade20k" in run(["dvc", "status", "prepare@ade20k"], project)
+
+    def ids() -> list[str]:
+        out = run(["dvc", "repro", "prepare@ade20k"], project)
+        assert "Running stage 'prepare@ade20k'" in out, out
+        root = project / "data/ade20k"
+        return [r["id"] for r in read_manifest(root / "manifest.parquet", root)]
+
+    assert "ADE_train_00000003" in ids()  # added
+    stored = project / "data/ade20k/images/ADE_train_00000001.png"
+    before = stored.read_bytes()
+    write_image(train / "ADE_train_00000001.jpg", rng.integers(0, 255, (24, 32, 3), np.uint8))
+    assert "ADE_train_00000001" in ids() and stored.read_bytes() != before  # changed
+    for suffix in (".jpg", ".png"):
+        (train / f"ADE_train_00000002{suffix}").unlink()
+    assert "ADE_train_00000002" not in ids()  # removed
 
 
 def test_dvc_repro_runs_pose_and_masks_with_tiny_registered_weights(tmp_path):

@@ -19,6 +19,7 @@ class DemoDataConfig(_Section):
     seed: int = 0
 
 
+DEMO_RAW_ROOT = "raw/demo"  # the demo is generated: this folder only stands for its raw data
 DatasetName = Literal["demo", "ade20k", "celebahq", "deepfashion", "flickr", "folder"]
 
 
@@ -27,7 +28,8 @@ class DataConfig(_Section):
 
     datasets: list[DatasetName] = Field(default_factory=lambda: ["demo"], min_length=1)
     raw_roots: dict[DatasetName, str] = Field(
-        default_factory=dict, description="official-layout folder of each real dataset"
+        default_factory=lambda: {"demo": DEMO_RAW_ROOT},
+        description="the raw folder of each dataset (official layout); prepare@DS depends on it",
     )
     root: str = Field("data", min_length=1, description="prepared datasets go to ROOT/<dataset>")
     load_size: int = Field(
@@ -42,9 +44,17 @@ class DataConfig(_Section):
 
     @model_validator(mode="after")
     def _check_raw_roots(self) -> DataConfig:
-        missing = [d for d in self.datasets if d != "demo" and d not in self.raw_roots]
+        # dvc.yaml makes one prepare@DS per raw_roots entry: the two lists must agree.
+        missing = [d for d in self.datasets if d not in self.raw_roots]
         if missing:
-            raise ValueError(f"raw_roots has no folder for dataset(s) {missing}")
+            hint = f" (the demo's is {DEMO_RAW_ROOT})" if "demo" in missing else ""
+            raise ValueError(f"raw_roots has no folder for dataset(s) {missing}{hint}")
+        extra = [d for d in self.raw_roots if d not in self.datasets]
+        if extra:
+            raise ValueError(
+                f"raw_roots names dataset(s) {extra} that datasets does not list (prepare@DS "
+                "would run for them): list them or remove their folders"
+            )
         return self
 
 
