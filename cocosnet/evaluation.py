@@ -23,6 +23,7 @@ from .config import EvalConfig
 from .data.examples import PairExamples
 from .formats.tensors import to_uint8
 from .io import write_image
+from .metrics.colour_style import colour_style_folders
 from .metrics.correspondence import warp_accuracy
 from .metrics.registry import MetricOptions, evaluate, folder_inputs
 from .models.correspondence import CorrespondenceNet
@@ -122,10 +123,14 @@ def evaluate_model(
     num_classes: int,
     object_classes: Sequence[int],
     weights_dir: Path,
+    class_prior: np.ndarray | None = None,
+    ignore_class: int | None = None,
 ) -> tuple[dict[str, dict], EvalFolders, np.ndarray]:
     """Translate ``pairs`` into OUT_DIR/images and run ``cfg.metrics`` on them (FID reference
     statistics cached in OUT_DIR/cache); returns the results by metric, the folders and a
-    preview grid. The label-based metrics need label maps of inputs and exemplars."""
+    preview grid. The label-based metrics need label maps of inputs and exemplars; colour
+    style relevance also the training set's ``class_prior`` (class ``ignore_class``: not a
+    class, e.g. ADE20k's 0)."""
     (out_dir / "cache").mkdir(parents=True, exist_ok=True)
     folders, preview = translate_pairs(
         corr,
@@ -155,7 +160,17 @@ def evaluate_model(
         seed=cfg.seed,
         cache_dir=out_dir / "cache",
     )
-    results = evaluate([m for m in cfg.metrics if m != "warp_accuracy"], inputs, options)
+    own = ("warp_accuracy", "colour_style")  # computed here, not by the folder metrics
+    results = evaluate([m for m in cfg.metrics if m not in own], inputs, options)
+    if "colour_style" in cfg.metrics:
+        if labels and class_prior is not None:
+            results["colour_style"] = colour_style_folders(
+                {name: folders[name] for name in FOLDERS}, class_prior, ignore_class=ignore_class
+            )
+        else:
+            results["colour_style"] = {
+                "skipped": "needs label maps of inputs and exemplars and the class prior"
+            }
     if "warp_accuracy" in cfg.metrics:
         if labels:
             loader = torch.utils.data.DataLoader(pairs, batch_size=cfg.batch_size)

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from cocosnet.data.examples import heldout_pairs
-from cocosnet.data.manifest import log_manifest_input
+from cocosnet.data.manifest import log_manifest_input, read_manifest
 from cocosnet.data.registry import adapter_for
 from cocosnet.evaluation import evaluate_model, exemplar_label_hidden
 from cocosnet.evaluation_report import (
@@ -32,12 +32,23 @@ from cocosnet.evaluation_report import (
 )
 from cocosnet.files import write_text_atomic
 from cocosnet.metric_files import split_summary
+from cocosnet.metrics.colour_style import class_prior
 from cocosnet.models.export import load_generator
 from stages._common import dataset_paths, load_params
 from stages._datasets import sample_loader
 from stages._tracking import mlflow_run_naming
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def _class_prior(params, loader, manifest: Path, num_classes: int):
+    """Each class's mean colour over the training split (colour style relevance), or None
+    where that metric is off or the input is not a label map."""
+    if "colour_style" not in params.eval.metrics or loader.condition != "label":
+        return None
+    rows = [r for r in read_manifest(manifest, manifest.parent) if r["split"] == "train"]
+    samples = (loader(r) for r in rows)
+    return class_prior(((s.rgb, s.label) for s in samples if s.label is not None), num_classes)
 
 
 def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "weights") -> None:
@@ -79,6 +90,8 @@ def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "wei
             num_classes=model_cfg.semantic_nc,
             object_classes=adapter_for(dataset).object_classes,
             weights_dir=Path(weights_dir),
+            class_prior=_class_prior(params, loader, paths.manifest, model_cfg.semantic_nc),
+            ignore_class=params.loss.warped_mask_ignore_class,
         )
     except BaseException as err:
         tracker.close("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")

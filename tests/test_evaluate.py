@@ -67,6 +67,11 @@ def test_evaluate_stage_writes_folders_metrics_and_protocol(evaluated):
     acc = metrics["warp_accuracy"]
     assert 0 <= acc["warp_accuracy_baseline"] <= acc["warp_accuracy_upper_bound"] <= 1
     assert acc["per_class"] and all(0 <= v["accuracy"] <= 1 for v in acc["per_class"].values())
+    colour = metrics["colour_style"]  # no weights needed: computed on the demo
+    assert colour["cases"] > 0
+    for key in ("closer_fraction", "warped_closer_fraction"):
+        assert 0 <= colour[key] <= 1
+    assert colour["distance_to_exemplar"] > 0 and colour["prior_distance_to_exemplar"] > 0
 
 
 def test_evaluate_stage_logs_an_mlflow_run(evaluated):
@@ -79,6 +84,8 @@ def test_evaluate_stage_logs_an_mlflow_run(evaluated):
     assert run.data.tags["train_run_id"] == summary["train_mlflow_run_id"]
     assert "fid" in run.data.tags["skipped"]
     assert run.data.metrics["swd/swd_avg"] == pytest.approx(summary["metrics"]["swd"]["swd_avg"])
+    closer = summary["metrics"]["colour_style"]["closer_fraction"]
+    assert run.data.metrics["colour_style/closer_fraction"] == pytest.approx(closer)
     assert [a.path for a in client.list_artifacts(run.info.run_id, "images")]
 
 

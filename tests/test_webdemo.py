@@ -34,6 +34,7 @@ from cocosnet.webdemo import (
     find_checkpoints,
     is_loopback,
     start_server,
+    warn_unless_loopback,
     write_examples,
 )
 
@@ -245,9 +246,13 @@ def test_checkpoints_loopback_and_cli(model, tmp_path, capsys):
     assert "no model.json" in capsys.readouterr().err
 
 
-def test_non_loopback_host_is_warned(model):
+def test_non_loopback_host_is_warned(monkeypatch):
+    """start_server warns before it binds (checked without binding every interface)."""
     with pytest.warns(UserWarning, match="not loopback"):
-        start_server([model], host="0.0.0.0", port=None, example_count=1, example_size=32).close()
+        warn_unless_loopback("0.0.0.0")
+    monkeypatch.setattr("cocosnet.webdemo.server.DemoApp", lambda *a, **k: 1 / 0)
+    with pytest.warns(UserWarning, match="not loopback"), pytest.raises(ZeroDivisionError):
+        start_server(["m"], host="0.0.0.0")
 
 
 def _selenium_missing() -> str | None:

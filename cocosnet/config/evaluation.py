@@ -10,7 +10,9 @@ from pydantic import Field, field_validator
 from .base import _Section
 from .data import DatasetName
 
-MetricName = Literal["fid", "swd", "semantic_consistency", "style_relevance", "warp_accuracy"]
+MetricName = Literal[
+    "fid", "swd", "semantic_consistency", "style_relevance", "warp_accuracy", "colour_style"
+]
 
 
 class EvalConfig(_Section):
@@ -25,6 +27,7 @@ class EvalConfig(_Section):
             "semantic_consistency",
             "style_relevance",
             "warp_accuracy",
+            "colour_style",
         ]
     )
     image_format: Literal["png", "jpg"] = Field(

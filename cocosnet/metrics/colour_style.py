@@ -16,10 +16,14 @@ exemplars should give outputs that differ as the exemplars do.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 import numpy as np
 from skimage.color import rgb2lab
+from tqdm import tqdm
+
+from ..io import image_files, read_image, read_label
 
 MIN_PIXELS = 16
 
@@ -125,3 +129,31 @@ def swap_response(
     if not keep.any():
         return float("nan")
     return float(np.mean(np.sum(do[keep] * de[keep], axis=1) / moved[keep] ** 2))
+
+
+def colour_style_folders(
+    folders: Mapping[str, Path], prior: np.ndarray, *, ignore_class: int | None = None
+) -> dict[str, float | int]:
+    """The colour style relevance of an evaluation's ``fake`` folder and, as the upper
+    reference, its ``warped`` folder (files matched by stem with ``exemplar``, ``label`` and
+    ``exemplar_label``): closer_fraction, distance_to_exemplar, prior_distance_to_exemplar,
+    warped_closer_fraction, warped_distance_to_exemplar, cases."""
+    by_stem = {
+        name: {p.stem: p for p in image_files(folders[name], (".png", ".jpg", ".jpeg"))}
+        for name in ("fake", "warped", "exemplar", "label", "exemplar_label")
+    }
+    stems = sorted(set.intersection(*(set(files) for files in by_stem.values())))
+    if not stems:
+        raise ValueError(f"no file is in all of {sorted(by_stem)}")
+    meters = {name: ColourStyle(prior, ignore_class=ignore_class) for name in ("fake", "warped")}
+    for stem in tqdm(stems, desc="colour style", unit="image", leave=False):
+        exemplar = read_image(by_stem["exemplar"][stem])
+        label = read_label(by_stem["label"][stem])
+        exemplar_label = read_label(by_stem["exemplar_label"][stem])
+        for name, meter in meters.items():
+            meter.update(read_image(by_stem[name][stem]), exemplar, label, exemplar_label)
+    fake, warped = (meters[n].result() for n in ("fake", "warped"))
+    return fake | {
+        "warped_closer_fraction": warped["closer_fraction"],
+        "warped_distance_to_exemplar": warped["distance_to_exemplar"],
+    }

@@ -19,7 +19,7 @@ from .app import (
     write_examples,
 )
 from .page import build_page
-from .server import DemoServer, is_loopback, start_server
+from .server import DemoServer, is_loopback, start_server, warn_unless_loopback
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -32,5 +32,6 @@ __all__ = [
     "find_checkpoints",
     "is_loopback",
     "start_server",
+    "warn_unless_loopback",
     "write_examples",
 ]

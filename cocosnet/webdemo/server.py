@@ -29,6 +29,16 @@ def is_loopback(host: str) -> bool:
     )
 
 
+def warn_unless_loopback(host: str) -> None:
+    """Warn when the demo would be reachable from other machines."""
+    if not is_loopback(host):
+        warnings.warn(
+            f"the demo is bound to {host or 'all interfaces'}, not loopback: anyone who can "
+            "reach this machine can upload files to it",
+            stacklevel=3,
+        )
+
+
 @dataclass
 class DemoServer:
     """A running demo: its page, where it listens, and the folder of its example files."""
@@ -70,12 +80,7 @@ def start_server(
     quiet: bool = True,
 ) -> DemoServer:
     """Start the demo page in a background thread; ``DemoServer.block()`` waits on it."""
-    if not is_loopback(host):
-        warnings.warn(
-            f"the demo is bound to {host or 'all interfaces'}, not loopback: anyone who can "
-            "reach this machine can upload files to it",
-            stacklevel=2,
-        )
+    warn_unless_loopback(host)
     app = DemoApp(
         checkpoints, device=device, max_upload_bytes=max_upload_bytes, max_pixels=max_pixels
     )
