@@ -23,7 +23,7 @@ from .config import EvalConfig
 from .data.examples import PairExamples
 from .formats.tensors import to_uint8
 from .io import write_image
-from .metrics.colour_style import colour_style_folders
+from .metrics.colour_style import colour_style_folders, swap_response
 from .metrics.correspondence import warp_accuracy
 from .metrics.registry import MetricOptions, evaluate, folder_inputs
 from .models.correspondence import CorrespondenceNet
@@ -103,6 +103,50 @@ def translate_pairs(
     return EvalFolders(out, image_format, count, has_labels), preview
 
 
+@torch.no_grad()
+def swap_test(
+    corr: CorrespondenceNet,
+    gen: TranslationNet,
+    pairs: PairExamples,
+    *,
+    num_classes: int,
+    batch_size: int = 16,
+    device: torch.device | str = "cpu",
+    hide_exemplar_label: bool = False,
+    seed: int = 0,
+) -> dict[str, float | int]:
+    """Each query translated with its own exemplar and with the exemplar of the query half the
+    set away (another scene, other colours): the mean :func:`swap_response` over the queries
+    (1: the output's class colours move as the exemplars' do, 0: they do not move)."""
+    n, responses = len(pairs), []
+    for start in range(0, n, batch_size):
+        own = [pairs[i] for i in range(start, min(n, start + batch_size))]
+        other = [pairs[(i + n // 2) % n] for i in range(start, start + len(own))]
+        query = torch.stack([s["input"] for s in own]).to(device)
+        fakes, exemplars = [], []
+        for side in (own, other):
+            exemplar = torch.stack([s["exemplar"] for s in side]).to(device)
+            exemplar_input = torch.stack([s["exemplar_input"] for s in side]).to(device)
+            torch.manual_seed(seed)  # both sides get the same noise for a hidden exemplar mask
+            warp = corr(query, exemplar, exemplar_input, hide_exemplar_label=hide_exemplar_label)
+            fakes.append(to_uint8(gen(query, warp.warped)))
+            exemplars.append(to_uint8(exemplar))
+        for i, sample in enumerate(own):
+            labels = (sample["exemplar_label"].numpy(), other[i]["exemplar_label"].numpy())
+            responses.append(
+                swap_response(
+                    (fakes[0][i], fakes[1][i]),
+                    (exemplars[0][i], exemplars[1][i]),
+                    sample["label"].numpy(),
+                    labels,
+                    num_classes,
+                )
+            )
+    scored = [r for r in responses if not np.isnan(r)]
+    mean = float(np.mean(scored)) if scored else float("nan")
+    return {"swap_response": mean, "swap_queries": len(scored)}
+
+
 def exemplar_label_hidden(exemplar_mask: str, mask_epoch: int | None) -> bool:
     """Whether the correspondence network sees noise instead of the exemplar's mask:
     ``eval.exemplar_mask``, where ``auto`` follows training (hidden when ``train.mask_epoch``
@@ -166,6 +210,15 @@ def evaluate_model(
         if labels and class_prior is not None:
             results["colour_style"] = colour_style_folders(
                 {name: folders[name] for name in FOLDERS}, class_prior, ignore_class=ignore_class
+            ) | swap_test(
+                corr,
+                gen,
+                pairs,
+                num_classes=num_classes,
+                batch_size=cfg.batch_size,
+                device=device,
+                hide_exemplar_label=hide_exemplar_label,
+                seed=cfg.seed,
             )
         else:
             results["colour_style"] = {

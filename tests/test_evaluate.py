@@ -4,6 +4,7 @@ without weights, metrics that are skipped with the reason, the JSON protocol and
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -72,6 +73,7 @@ def test_evaluate_stage_writes_folders_metrics_and_protocol(evaluated):
     for key in ("closer_fraction", "warped_closer_fraction"):
         assert 0 <= colour[key] <= 1
     assert colour["distance_to_exemplar"] > 0 and colour["prior_distance_to_exemplar"] > 0
+    assert colour["swap_queries"] > 0 and math.isfinite(colour["swap_response"])
 
 
 def test_evaluate_stage_logs_an_mlflow_run(evaluated):
