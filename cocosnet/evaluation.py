@@ -207,23 +207,17 @@ def evaluate_model(
     own = ("warp_accuracy", "colour_style")  # computed here, not by the folder metrics
     results = evaluate([m for m in cfg.metrics if m not in own], inputs, options)
     if "colour_style" in cfg.metrics:
+        results["colour_style"] = {
+            "skipped": "needs label maps of inputs and exemplars and the class prior"
+        }
         if labels and class_prior is not None:
-            results["colour_style"] = colour_style_folders(
+            colour = colour_style_folders(
                 {name: folders[name] for name in FOLDERS}, class_prior, ignore_class=ignore_class
-            ) | swap_test(
-                corr,
-                gen,
-                pairs,
-                num_classes=num_classes,
-                batch_size=cfg.batch_size,
-                device=device,
-                hide_exemplar_label=hide_exemplar_label,
-                seed=cfg.seed,
             )
-        else:
-            results["colour_style"] = {
-                "skipped": "needs label maps of inputs and exemplars and the class prior"
-            }
+            swap = {"num_classes": num_classes, "batch_size": cfg.batch_size, "seed": cfg.seed}
+            results["colour_style"] = colour | swap_test(
+                corr, gen, pairs, device=device, hide_exemplar_label=hide_exemplar_label, **swap
+            )
     if "warp_accuracy" in cfg.metrics:
         if labels:
             loader = torch.utils.data.DataLoader(pairs, batch_size=cfg.batch_size)
