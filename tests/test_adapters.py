@@ -468,7 +468,9 @@ def test_condition_and_model_channels_are_checked_together():
     demo.check_model_channels("auto", 8)
     demo.check_model_channels("edges", 1)
     adapter_for("deepfashion").check_model_channels("auto", 20)
-    adapter_for("celebahq").check_model_channels("edges", 15)
+    from cocosnet.preprocess.edges import CELEBAHQ_EDGE_CHANNELS
+
+    adapter_for("celebahq").check_model_channels("edges", CELEBAHQ_EDGE_CHANNELS)
     adapter_for("folder").check_model_channels("label", 151)  # a folder's masks: any classes
     with pytest.raises(ValueError, match="train.condition: auto .auto: pose. gives deepfashion"):
         adapter_for("deepfashion").check_model_channels("auto", 151)

@@ -54,9 +54,9 @@ def parse_params_text(text: str, source: str = "params.yaml") -> Params:
 _HEADER = "invalid configuration:\n  "
 
 
-def _problems(err: ConfigError) -> list[str]:
-    """The one-line problems of a section's error (a multi-line report or one line)."""
-    return str(err).removeprefix(_HEADER).split("\n  ")
+def _problems(report: str) -> list[str]:
+    """The one-line problems of a section's report (:func:`_format_errors`' or one line)."""
+    return report.removeprefix(_HEADER).split("\n  ")
 
 
 def parse_params(raw: Mapping[str, Any] | None) -> Params:
@@ -85,9 +85,9 @@ def parse_params(raw: Mapping[str, Any] | None) -> Params:
             else:
                 sections[name] = field.annotation.model_validate(section)
         except ConfigError as err:
-            problems += _problems(err)
+            problems += _problems(str(err))
         except ValidationError as err:
-            problems += _problems(ConfigError(_format_errors(name, err)))
+            problems += _problems(_format_errors(name, err))
     if problems:
         raise ConfigError(_HEADER + "\n  ".join(problems))
     try:

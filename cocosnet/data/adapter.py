@@ -41,6 +41,7 @@ class Adapter:
     object_classes: ClassVar[tuple[int, ...]] = ()  # the things `warp_accuracy_objects` scores
     identity: ClassVar[str | None] = None  # id pattern of a person (never their own exemplar)
     edge_encoding: ClassVar[str] = "canny"  # the edges stage's input encoding
+    edge_channels: ClassVar[int] = 1  # channels of that encoding
 
     def options(self, data: DataConfig) -> dict[str, Any]:
         """The adapter-specific ``data.*`` settings, as keyword arguments of :meth:`find`."""
@@ -90,7 +91,7 @@ class Adapter:
         """Channels of this dataset's ``condition`` input, which model.semantic_nc must equal
         (None: any, a folder's label maps)."""
         if condition == "edges":
-            return 15 if self.edge_encoding == "celebahq15" else 1
+            return self.edge_channels
         if condition == "pose":
             return POSE_CHANNELS
         return self.channels

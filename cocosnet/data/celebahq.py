@@ -210,6 +210,7 @@ class CelebAHQAdapter(Adapter):
     name = "celebahq"
     channels = SEMANTIC_NC
     edge_encoding = "celebahq15"  # the official 15-channel edge input
+    edge_channels = 15  # preprocess.edges.CELEBAHQ_EDGE_CHANNELS (a layer above; a test pins it)
 
     def find(self, raw_root) -> list[Candidate]:
         return candidates(raw_root)
