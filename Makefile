@@ -12,7 +12,7 @@ export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: repro test test-slow bench bench-inference bench-concurrency lint lock clean-venv ui test-ui plots flow screenshots chromium
+.PHONY: repro test test-slow bench bench-inference bench-concurrency lint lock clean-venv ui test-ui plots flow pictures screenshots chromium
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -76,8 +76,14 @@ ui: $(STAMP)
 test-ui: chromium
 	$(BIN)/python -m pytest -q -m slow tests/test_mlflow_ui.py tests/test_webdemo.py
 
-# The README's MLflow and web demo screenshots, from this repo's own runs (after make repro).
-screenshots: chromium
+# The README's pictures of the trained demo model (docs/demo.png, edit.png, makeup.png,
+# correspond.png; after make repro, about 20 s on 2 CPU cores, no browser).
+pictures: $(STAMP)
+	$(BIN)/python docs/pictures.py
+
+# The README's MLflow and web demo screenshots, from this repo's own runs (after make repro),
+# and its pictures.
+screenshots: chromium pictures
 	$(BIN)/python docs/mlflow_screenshot.py
 	$(BIN)/python docs/webdemo_screenshot.py
 

@@ -45,15 +45,21 @@ GRID_CAPTIONS = ("input", "exemplar", "warped", "output", "truth")  # the usual 
 _CAPTION_HEIGHT = 14  # px of the caption band (PIL's default bitmap font is 11 px high)
 
 
-def _caption_band(captions: Sequence[str], width: int, step_x: int) -> np.ndarray:
-    """A white band with each column's caption, left-aligned over its column."""
+def with_captions(image: np.ndarray, captions: Sequence[str], lefts: Sequence[int]) -> np.ndarray:
+    """``image`` (H x W x 3 uint8) under a white band of small captions, each left-aligned at
+    its column's left edge ``lefts[i]`` (columns of any widths and gaps)."""
     from PIL import Image, ImageDraw
 
+    if len(captions) != len(lefts):
+        raise ValueError(f"{len(captions)} captions for {len(lefts)} columns")
+    width = image.shape[1]
+    if any(not 0 <= x < width for x in lefts):
+        raise ValueError(f"column edges {list(lefts)} must lie in the {width}-px wide image")
     band = Image.new("RGB", (width, _CAPTION_HEIGHT), "white")
     draw = ImageDraw.Draw(band)
-    for c, text in enumerate(captions):
-        draw.text((c * step_x + 2, 1), text, fill="black")
-    return np.asarray(band)
+    for x, text in zip(lefts, captions, strict=True):
+        draw.text((x + 2, 1), text, fill="black")
+    return np.concatenate([np.asarray(band), image])
 
 
 def image_grid(
@@ -96,4 +102,4 @@ def image_grid(
             grid[r * step_y : r * step_y + h, c * step_x : c * step_x + w] = cell[r]
     if captions is None:
         return grid
-    return np.concatenate([_caption_band(captions, grid.shape[1], step_x), grid])
+    return with_captions(grid, captions, [c * step_x for c in range(len(cells))])
