@@ -169,12 +169,14 @@ def evaluate_model(
     weights_dir: Path,
     class_prior: np.ndarray | None = None,
     ignore_class: int | None = None,
+    metric_size: int | None = None,
 ) -> tuple[dict[str, dict], EvalFolders, np.ndarray]:
     """Translate ``pairs`` into OUT_DIR/images and run ``cfg.metrics`` on them (FID reference
     statistics cached in OUT_DIR/cache); returns the results by metric, the folders and a
     preview grid. The label-based metrics need label maps of inputs and exemplars; colour
     style relevance also the training set's ``class_prior`` (class ``ignore_class``: not a
-    class, e.g. ADE20k's 0)."""
+    class, e.g. ADE20k's 0). Semantic consistency and style relevance resize to
+    ``metric_size`` (:meth:`EvalConfig.metric_size`)."""
     (out_dir / "cache").mkdir(parents=True, exist_ok=True)
     folders, preview = translate_pairs(
         corr,
@@ -203,6 +205,8 @@ def evaluate_model(
         batch_size=cfg.batch_size,
         seed=cfg.seed,
         cache_dir=out_dir / "cache",
+        fid_protocol=cfg.fid_protocol,
+        resize=metric_size,
     )
     own = ("warp_accuracy", "colour_style")  # computed here, not by the folder metrics
     results = evaluate([m for m in cfg.metrics if m not in own], inputs, options)

@@ -13,6 +13,7 @@ import numpy as np
 from .config import EvalConfig, TrackingConfig
 from .evaluation import EvalFolders
 from .metric_files import is_number
+from .metrics.fid import PROTOCOLS
 
 if TYPE_CHECKING:
     from .tracking import Tracker
@@ -27,6 +28,7 @@ def eval_summary(
     image_size: int,
     exemplar_label_hidden: bool,
     train_summary: Mapping[str, Any] | None,
+    metric_size: int | None = None,
 ) -> dict[str, Any]:
     """metrics/eval_DS.json without its MLflow run id: the protocol the numbers depend on, the
     results, and the training run they evaluate (where metrics/train_DS.json exists)."""
@@ -39,6 +41,8 @@ def eval_summary(
         "exemplar": "top-1 retrieval (index@DS)",
         "exemplar_mask": "hidden (noise)" if exemplar_label_hidden else "given",
         "seed": cfg.seed,
+        "fid": PROTOCOLS[cfg.fid_protocol],
+        "semantic_style_size": metric_size or "each label's own",
     }
     summary = {"dataset": dataset, "protocol": protocol, "metrics": results}
     if train_summary is not None:

@@ -11,6 +11,9 @@ from typing import Any
 # spread over dozens of columns (also in their own CSV plots where a stage writes one), how a
 # result was measured, and where a run resumed from (null when it did not).
 _RECORD_KEYS = ("per_class", "protocol", "resumed_from_step")
+# Words kept beside the numbers: a number that means nothing without them (an FID is only
+# comparable to FIDs of the same protocol, so a table of runs must show it).
+_KEPT_WORDS = ("fid_protocol",)
 
 
 def is_number(value: Any) -> bool:
@@ -19,7 +22,8 @@ def is_number(value: Any) -> bool:
 
 
 def split_summary(summary: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(numbers, record)``: the numeric leaves of ``summary`` (nesting kept), and the rest."""
+    """``(numbers, record)``: the numeric leaves of ``summary`` (nesting kept) with the words
+    they need (``fid_protocol``), and the rest."""
     numbers: dict[str, Any] = {}
     record: dict[str, Any] = {}
     for key, value in summary.items():
@@ -31,7 +35,7 @@ def split_summary(summary: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
                 numbers[key] = inner_numbers
             if inner_record:
                 record[key] = inner_record
-        elif is_number(value):
+        elif is_number(value) or (key in _KEPT_WORDS and isinstance(value, str)):
             numbers[key] = value
         else:
             record[key] = value

@@ -72,6 +72,7 @@ def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "wei
         preprocess=params.train.preprocess,
     )
     hidden = exemplar_label_hidden(eval_cfg.exemplar_mask, params.train.mask_epoch)
+    metric_size = eval_cfg.metric_size(params.model.preset)
     run_name, parent = mlflow_run_naming(f"evaluate@{dataset}")
     tracker = start_evaluation_run(
         params.tracking, eval_cfg, dataset, repo=REPO, run_name=run_name, parent_run_id=parent
@@ -92,6 +93,7 @@ def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "wei
             weights_dir=Path(weights_dir),
             class_prior=_class_prior(params, loader, paths.manifest, model_cfg.semantic_nc),
             ignore_class=params.loss.warped_mask_ignore_class,
+            metric_size=metric_size,
         )
     except BaseException as err:
         tracker.close("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
@@ -104,6 +106,7 @@ def main(dataset: str, params_path: str = "params.yaml", weights_dir: str = "wei
         results,
         image_size=model_cfg.image_size,
         exemplar_label_hidden=hidden,
+        metric_size=metric_size,
         train_summary=json.loads(train_json.read_text()) if train_json.is_file() else None,
     )
     summary["mlflow_run_id"] = finish_evaluation_run(tracker, summary, preview)

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from cocosnet.cli import main as cli
@@ -57,6 +58,8 @@ def test_evaluate_stage_writes_folders_metrics_and_protocol(evaluated):
     protocol = summary["protocol"]
     assert protocol["images"] == 4 and protocol["image_format"] == "jpg"
     assert protocol["jpeg_quality"] == 90 and protocol["exemplar_mask"] == "hidden (noise)"
+    assert protocol["fid"].startswith("pytorch-fid (the CoCosNet authors')")
+    assert protocol["semantic_style_size"] == "each label's own"  # the demo is not a paper preset
     metrics = summary["metrics"]
     assert (
         "weights-inception" in metrics["fid"]["skipped"] or "inception" in metrics["fid"]["skipped"]
@@ -142,3 +145,39 @@ def test_metrics_of_one_evaluation_share_one_vgg(monkeypatch):
     )
     loaded = PretrainedCache(MetricOptions())
     assert loaded.vgg() is loaded.vgg() and calls == ["caffe"]
+
+
+def test_semantic_and_style_read_at_the_authors_size_when_asked(tmp_path):
+    """resize=N: images bilinear and labels nearest to N x N (Pillow), as the authors' scripts;
+    None: as stored."""
+    from PIL import Image
+
+    from cocosnet.metrics.registry import _batches
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (40, 48, 3), np.uint8)
+    ids = rng.integers(0, 5, (40, 48)).astype(np.uint8)
+    write_image(tmp_path / "fake" / "a.png", rgb)
+    Image.fromarray(ids).save(tmp_path / "label.png")
+    rows = [{"fake": tmp_path / "fake" / "a.png", "label": tmp_path / "label.png"}]
+    (native,) = _batches(rows, MetricOptions(), "t")
+    assert native["fake"].shape == (1, 3, 40, 48) and native["label"].shape == (1, 40, 48)
+    (resized,) = _batches(rows, MetricOptions(resize=32), "t")
+    bilinear = np.asarray(Image.fromarray(rgb).resize((32, 32), Image.Resampling.BILINEAR))
+    want = torch.from_numpy(bilinear).permute(2, 0, 1).float() / 127.5 - 1
+    torch.testing.assert_close(resized["fake"][0], want, rtol=0, atol=1e-6)
+    nearest = np.asarray(Image.fromarray(ids).resize((32, 32), Image.Resampling.NEAREST))
+    assert torch.equal(resized["label"][0], torch.from_numpy(nearest.astype(np.int64)))
+
+
+def test_metric_size_follows_the_authors_at_the_paper_presets():
+    from cocosnet.config import EvalConfig
+
+    auto = EvalConfig()
+    assert auto.fid_protocol == "pytorch_fid"
+    assert auto.metric_size("paper_ade20k") == auto.metric_size("paper_deepfashion") == 256
+    assert auto.metric_size("demo") is None and auto.metric_size(None) is None
+    assert EvalConfig(semantic_style_size="native").metric_size("paper_ade20k") is None
+    assert EvalConfig(semantic_style_size=128).metric_size("demo") == 128
+    with pytest.raises(ValueError, match="auto, native or a size"):
+        EvalConfig(semantic_style_size=0)

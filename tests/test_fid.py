@@ -67,6 +67,22 @@ def test_general_covariances_agree_with_torch_fidelity():
     assert got == pytest.approx(expected, rel=1e-9)
 
 
+@pytest.mark.parametrize("n", [48, 400])
+def test_agrees_with_pytorch_fid_also_for_singular_covariances(n):
+    """pytorch-fid's scipy sqrtm route; with fewer images than dimensions (the demo's 48
+    against 2048) both covariances are singular."""
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
+    rng = np.random.default_rng(n)
+    stats = []
+    for shift in (0.0, 0.3):
+        s = FeatureStats()
+        s.update(np.abs(rng.normal(shift, 1.0, size=(n, 128))) @ rng.normal(size=(128, 128)))
+        stats.append(s.mean_cov())
+    expected = calculate_frechet_distance(*stats[0], *stats[1])
+    assert frechet_distance(*stats[0], *stats[1]) == pytest.approx(expected, rel=1e-7)
+
+
 def test_same_set_is_zero():
     features = np.random.default_rng(3).normal(2.0, 1.5, size=(200, 12))
     stats = FeatureStats()
@@ -79,6 +95,8 @@ def test_not_covariances_raise():
     """A negative 'variance' gives sqrt of a negative eigenvalue: a large imaginary part."""
     with pytest.raises(ValueError, match="imaginary"):
         frechet_distance(np.zeros(2), np.diag([1.0, -1.0]), np.zeros(2), np.eye(2))
+    with pytest.raises(ValueError, match="imaginary"):
+        frechet_distance(np.zeros(2), np.eye(2), np.zeros(2), np.diag([1.0, -1.0]))
     with pytest.raises(ValueError, match="mismatched"):
         frechet_distance(np.zeros(2), np.eye(2), np.zeros(3), np.eye(3))
 
@@ -140,8 +158,8 @@ class PooledColours:
     weights_sha256 = "0" * 64
     images_seen = 0
 
-    def __init__(self, weights_dir=None, device="cpu"):
-        pass
+    def __init__(self, weights_dir=None, device="cpu", protocol="pytorch_fid"):
+        self.protocol = protocol
 
     def __call__(self, images):
         assert images.dtype == torch.uint8 and images.shape[1] == 3
@@ -276,6 +294,47 @@ def test_inception_features_end_to_end(tmp_path, standin_file, unpublished_diges
     torch.testing.assert_close(inception(images[1:]), features[1:], rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="uint8"):
         inception(images.float())
+
+
+def _pytorch_fid_inception(state, monkeypatch):
+    """pytorch-fid's own InceptionV3 (resize and normalisation on) holding ``state``: its
+    download is replaced by the state, the rest of its construction is its own."""
+    from pytorch_fid import inception as pf
+
+    monkeypatch.setattr(pf, "load_state_dict_from_url", lambda *a, **k: state)
+    block = pf.InceptionV3.BLOCK_INDEX_BY_DIM[2048]
+    return pf.InceptionV3([block], resize_input=True, normalize_input=True).eval()
+
+
+def test_each_protocol_equals_its_library(tmp_path, standin_file, unpublished_digest, monkeypatch):
+    """pytorch_fid: pytorch-fid's InceptionV3 on uint8 / 255 (its ToTensor); torch_fidelity:
+    torch-fidelity's forward. Same weights, same images; the two protocols differ."""
+    weights.add("inception_fid", standin_file, tmp_path)
+    state = torch.load(standin_file, weights_only=True)
+    rng = np.random.default_rng(5)
+    images = torch.from_numpy(rng.integers(0, 256, (3, 3, 48, 72), np.uint8))
+
+    ours = InceptionFeatures(tmp_path, protocol="pytorch_fid")(images)
+    with torch.no_grad():
+        (theirs,) = _pytorch_fid_inception(state, monkeypatch)(images.float() / 255)
+    torch.testing.assert_close(ours, theirs.flatten(1).double(), rtol=1e-5, atol=1e-6)
+
+    fidelity = InceptionFeatures(tmp_path, protocol="torch_fidelity")
+    assert torch.equal(fidelity(images), fidelity.model(images)[0].double())
+    assert not torch.allclose(fidelity(images), ours, rtol=1e-3, atol=1e-4)
+    with pytest.raises(ValueError, match="unknown FID protocol"):
+        InceptionFeatures(tmp_path, protocol="tf")
+
+
+def test_reference_statistics_are_kept_per_protocol(tmp_path, monkeypatch):
+    monkeypatch.setattr(fid, "InceptionFeatures", PooledColours)
+    real = write_images(tmp_path / "real", 6, seed=0)
+    cache = tmp_path / "fid_real.npz"
+    PooledColours.images_seen = 0
+    result = fid_folders(real, real, tmp_path / "w", real_stats_cache=cache)
+    assert result["fid_protocol"] == "pytorch_fid" and PooledColours.images_seen == 12
+    fid_folders(real, real, tmp_path / "w", real_stats_cache=cache, protocol="torch_fidelity")
+    assert PooledColours.images_seen == 24  # the other protocol's statistics were not reused
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")

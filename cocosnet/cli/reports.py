@@ -8,6 +8,7 @@ import sys
 
 
 def add_evaluate(sub) -> None:
+    from ..metrics.fid import PROTOCOLS
     from ..metrics.registry import METRICS
 
     ev = sub.add_parser(
@@ -24,7 +25,28 @@ def add_evaluate(sub) -> None:
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--batch-size", type=int, default=16)
     ev.add_argument("--seed", type=int, default=0, help="SWD sampling")
+    ev.add_argument(
+        "--fid-protocol",
+        choices=sorted(PROTOCOLS),
+        default="pytorch_fid",
+        help="pytorch_fid: the CoCosNet authors' (PyTorch bilinear resize, 2x - 1); "
+        "torch_fidelity: TF1-style resize, (x - 128) / 128",
+    )
+    ev.add_argument(
+        "--resize",
+        type=_metric_size,
+        metavar="N",
+        help="semantic consistency / style relevance: resize images (bilinear) and labels "
+        "(nearest) to N x N first, as the authors' scripts (256); default: each label's size",
+    )
     ev.set_defaults(func=run_evaluate)
+
+
+def _metric_size(text: str) -> int:
+    size = int(text)
+    if not 8 <= size <= 4096:
+        raise argparse.ArgumentTypeError(f"a size from 8 to 4096, got {size}")
+    return size
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -38,6 +60,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         device=args.device,
         batch_size=args.batch_size,
         seed=args.seed,
+        fid_protocol=args.fid_protocol,
+        resize=args.resize,
     )
     result = evaluate([args.metric], inputs, options)[args.metric]
     print(json.dumps({"metric": args.metric} | result, indent=2))

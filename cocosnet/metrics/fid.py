@@ -1,26 +1,35 @@
 """Fréchet Inception Distance: Inception pool3 features -> float64 statistics -> distance.
 
-Features come from torch-fidelity's InceptionV3 (the TF 2015-12-05 FID weights; its TF1-style
-bilinear resize to 299 and (x - 128) / 128 scaling, float32 inside), so our numbers follow the
-original TF FID; pytorch-fid, which the CoCosNet authors used, resizes with PyTorch's bilinear
-interpolation and can differ slightly. Statistics are streamed in float64 (count, sum, sum of
-outer products) so batch size does not matter; the distance is pytorch-fid's (scipy ``sqrtm``).
-The image format is part of the protocol (REFERENCE.md: JPEG vs PNG moves CelebA-HQ FID by 2.6):
-this module scores whatever files it is given.
+The network is the TF 2015-12-05 FID InceptionV3 in torch-fidelity's layout (the same weights
+pytorch-fid ships). Two protocols feed it (``eval.fid_protocol``), and they differ by 0.1-1.7%
+of FID on the same images:
+
+* ``pytorch_fid``, the CoCosNet authors': uint8 / 255, PyTorch bilinear resize to 299
+  (align_corners=False), then 2x - 1, as ``pytorch_fid.inception.InceptionV3`` with
+  ``resize_input`` and ``normalize_input``;
+* ``torch_fidelity``: torch-fidelity's own forward, a TF1-style bilinear resize of the uint8
+  values, then (x - 128) / 128, as the original TF FID.
+
+Statistics are streamed in float64 (count, sum, sum of outer products) so batch size does not
+matter. The distance's trace term is the sum of the square roots of the eigenvalues of
+sigma1 · sigma2, computed on the symmetric matrix sigma1^½ sigma2 sigma1^½ (same eigenvalues):
+two symmetric eigendecompositions instead of scipy's general ``sqrtm``, which pytorch-fid calls
+and which took most of an evaluation's FID time. The image format is part of the protocol
+(REFERENCE.md: JPEG vs PNG moves CelebA-HQ FID by 2.6): this module scores the files it is given.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import warnings
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
-from scipy import linalg
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from .. import weights
@@ -29,8 +38,39 @@ from ..io import image_files, read_image
 
 WEIGHTS_NAME = "inception_fid"
 FEATURE_LAYER = "2048"  # torch-fidelity's name for the pool3 features
+FidProtocol = Literal["pytorch_fid", "torch_fidelity"]
+# How each protocol prepares the images (reported with every FID).
+PROTOCOLS: dict[str, str] = {
+    "pytorch_fid": "pytorch-fid (the CoCosNet authors'): uint8 / 255, PyTorch bilinear resize to "
+    "299, 2x - 1",
+    "torch_fidelity": "torch-fidelity: TF1-style bilinear resize to 299 of the uint8 values, "
+    "(x - 128) / 128",
+}
 # Bump when anything that changes features or statistics changes; part of every cache key.
-PROTOCOL = "fid/torch-fidelity-inceptionv3/pool3/float32/v1"
+PROTOCOL_VERSION = "fid/tf-fid-inceptionv3/pool3/float32/v2"
+INPUT_SIZE = 299
+# torch-fidelity's modules from the input to pool3, in order (pytorch-fid's blocks 0-3).
+_TO_POOL3 = (
+    "Conv2d_1a_3x3",
+    "Conv2d_2a_3x3",
+    "Conv2d_2b_3x3",
+    "MaxPool_1",
+    "Conv2d_3b_1x1",
+    "Conv2d_4a_3x3",
+    "MaxPool_2",
+    "Mixed_5b",
+    "Mixed_5c",
+    "Mixed_5d",
+    "Mixed_6a",
+    "Mixed_6b",
+    "Mixed_6c",
+    "Mixed_6d",
+    "Mixed_6e",
+    "Mixed_7a",
+    "Mixed_7b",
+    "Mixed_7c",
+    "AvgPool",
+)
 
 
 def _torch_fidelity_inception(state: dict[str, torch.Tensor]) -> torch.nn.Module:
@@ -56,9 +96,17 @@ def _torch_fidelity_inception(state: dict[str, torch.Tensor]) -> torch.nn.Module
 
 
 class InceptionFeatures:
-    """Pool3 (2048-d) features of uint8 RGB images, with torch-fidelity's resize and scaling."""
+    """Pool3 (2048-d) features of uint8 RGB images, resized and scaled as ``protocol`` says."""
 
-    def __init__(self, weights_dir: str | Path, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self,
+        weights_dir: str | Path,
+        device: str | torch.device = "cpu",
+        protocol: FidProtocol = "pytorch_fid",
+    ) -> None:
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"unknown FID protocol {protocol!r}; known: {sorted(PROTOCOLS)}")
+        self.protocol = protocol
         path = weights.resolve(WEIGHTS_NAME, weights_dir)
         data = path.read_bytes()
         # The digest of the bytes actually loaded (resolve checked the file a moment earlier).
@@ -77,7 +125,18 @@ class InceptionFeatures:
             raise ValueError(
                 f"expected N x 3 x H x W uint8 images, got {tuple(images.shape)} {images.dtype}"
             )
-        (features,) = self.model(images.to(self.device))
+        images = images.to(self.device)
+        if self.protocol == "torch_fidelity":
+            (features,) = self.model(images)
+        else:
+            x = F.interpolate(
+                images.float() / 255.0, size=(INPUT_SIZE,) * 2, mode="bilinear",
+                align_corners=False,
+            )  # fmt: skip
+            x = 2.0 * x - 1.0
+            for name in _TO_POOL3:
+                x = getattr(self.model, name)(x)
+            features = x.flatten(1)
         return features.to("cpu", torch.float64)
 
 
@@ -159,38 +218,43 @@ class FeatureStats:
         return stats
 
 
+def _psd_sqrt(sigma: np.ndarray) -> np.ndarray:
+    """The symmetric square root of a covariance matrix (eigenvalues below 0 by rounding: 0)."""
+    values, vectors = np.linalg.eigh(sigma)
+    _check_not_negative(values, "a covariance")
+    return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+
+
+def _check_not_negative(values: np.ndarray, what: str, tolerance: float = 1e-3) -> None:
+    """pytorch-fid's test: a square root whose imaginary part exceeds 1e-3 is not rounding."""
+    imaginary = float(np.sqrt(max(-values.min(), 0.0)))
+    if imaginary > tolerance:
+        raise ValueError(
+            f"not {what}: an eigenvalue of {values.min():g} (its square root has imaginary "
+            f"part {imaginary:g})"
+        )
+
+
 def frechet_distance(
-    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray
 ) -> float:
-    """||mu1 - mu2||² + Tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^½), as pytorch-fid computes it."""
+    """||mu1 - mu2||² + Tr(sigma1) + Tr(sigma2) - 2 Tr((sigma1 sigma2)^½).
+
+    Tr((sigma1 sigma2)^½) is the sum of the square roots of the eigenvalues of sigma1 sigma2,
+    which are those of the symmetric sigma1^½ sigma2 sigma1^½ (nonnegative for covariances)."""
     mu1, mu2 = (np.atleast_1d(np.asarray(m, np.float64)) for m in (mu1, mu2))
     sigma1, sigma2 = (np.atleast_2d(np.asarray(s, np.float64)) for s in (sigma1, sigma2))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != mu1.shape * 2:
         raise ValueError(
             f"mismatched statistics: {mu1.shape}, {sigma1.shape} vs {mu2.shape}, {sigma2.shape}"
         )
+    root1 = _psd_sqrt(sigma1)
+    product = root1 @ sigma2 @ root1
+    eigenvalues = np.linalg.eigvalsh((product + product.T) / 2)  # symmetric up to rounding
+    _check_not_negative(eigenvalues, "covariances (sigma1^½ sigma2 sigma1^½)")
+    trace_covmean = np.sqrt(np.clip(eigenvalues, 0.0, None)).sum()
     diff = mu1 - mu2
-    with warnings.catch_warnings():
-        # Singular products are normal with fewer images than dimensions; checked below.
-        warnings.simplefilter("ignore", linalg.LinAlgWarning)
-        covmean = linalg.sqrtm(sigma1 @ sigma2)
-        if not np.isfinite(covmean).all():
-            # pytorch-fid's fallback: add eps to the diagonals and try again.
-            warnings.warn(
-                f"sqrtm of the covariance product is not finite; adding {eps} to the diagonals",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            offset = np.eye(sigma1.shape[0]) * eps
-            covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
-    if np.iscomplexobj(covmean):
-        # Numerical noise gives tiny imaginary parts; large ones mean the inputs are not
-        # covariances (pytorch-fid's tolerance).
-        imaginary = np.abs(np.diagonal(covmean).imag).max()
-        if imaginary > 1e-3:
-            raise ValueError(f"sqrtm of the covariance product has imaginary part {imaginary:g}")
-        covmean = covmean.real
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_covmean)
 
 
 def _same_shape_runs(images: Sequence[np.ndarray]) -> list[list[np.ndarray]]:
@@ -226,14 +290,13 @@ def image_folder_stats(
     return stats
 
 
-def inputs_key(files: Sequence[Path], weights_sha256: str) -> str:
+def inputs_key(files: Sequence[Path], weights_sha256: str, protocol: FidProtocol) -> str:
     """Hash of everything reference statistics depend on: file names and bytes, the weights,
-    torch-fidelity's version and this module's protocol."""
+    torch-fidelity's version (its network) and the protocol."""
     import torch_fidelity
 
-    digest = hashlib.sha256(
-        f"{PROTOCOL}\ntorch-fidelity {torch_fidelity.__version__}\n{weights_sha256}\n".encode()
-    )
+    head = f"{PROTOCOL_VERSION}\n{protocol}\ntorch-fidelity {torch_fidelity.__version__}\n"
+    digest = hashlib.sha256(f"{head}{weights_sha256}\n".encode())
     for f in files:
         digest.update(f"{f.name}\0{weights.sha256_of(f)}\n".encode())
     return digest.hexdigest()
@@ -247,12 +310,13 @@ def fid_folders(
     batch_size: int = 50,  # images per Inception forward
     device: str = "cpu",
     real_stats_cache: Path | None = None,  # .npz reused while the real images are unchanged
+    protocol: FidProtocol = "pytorch_fid",
 ) -> dict:
-    """FID between the images of two folders."""
-    features = InceptionFeatures(weights_dir, device)
+    """FID between the images of two folders, and the protocol that computed it."""
+    features = InceptionFeatures(weights_dir, device, protocol)
     real = key = None
     if real_stats_cache is not None:
-        key = inputs_key(image_files(real_dir), features.weights_sha256)
+        key = inputs_key(image_files(real_dir), features.weights_sha256, protocol)
         real = FeatureStats.load(real_stats_cache, key)
     if real is None:
         real = image_folder_stats(real_dir, features, batch_size)
@@ -261,6 +325,7 @@ def fid_folders(
     fake = image_folder_stats(fake_dir, features, batch_size)
     return {
         "fid": frechet_distance(*real.mean_cov(), *fake.mean_cov()),
+        "fid_protocol": protocol,
         "real_images": real.count,
         "fake_images": fake.count,
         "weights_sha256": features.weights_sha256,

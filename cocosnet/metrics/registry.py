@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from tqdm import tqdm
 
 from ..formats.tensors import image_to_tensor
@@ -45,6 +46,10 @@ class MetricOptions:
     batch_size: int = 16
     seed: int = 0
     cache_dir: Path | None = None  # where FID reference statistics are kept
+    fid_protocol: str = "pytorch_fid"  # cocosnet.metrics.fid.PROTOCOLS
+    # Semantic consistency and style relevance resize images and labels to N x N first (the
+    # authors' scripts: 256); None scores each image at its label's size.
+    resize: int | None = None
 
 
 @dataclass(frozen=True)
@@ -103,21 +108,35 @@ def matched(inputs: MetricInputs, names: Sequence[str]) -> list[dict[str, Path]]
     return [{n: listings[n][i] for n in names} for i in sorted(ids)]
 
 
+def _resized(array: np.ndarray, size: int | None, resample: Image.Resampling) -> np.ndarray:
+    """``array`` (an RGB image or a label map) resized to size x size with Pillow, as the
+    authors' scripts read their files; unchanged when ``size`` is None or already its size."""
+    if size is None or array.shape[:2] == (size, size):
+        return array
+    return np.asarray(Image.fromarray(array).resize((size, size), resample))
+
+
 def _batches(
-    rows: list[dict[str, Path]], batch_size: int, device: str, desc: str
+    rows: list[dict[str, Path]], options: MetricOptions, desc: str
 ) -> Iterator[dict[str, torch.Tensor]]:
-    """Batches of ``rows`` read onto ``device``, with a progress bar (images) named ``desc``."""
+    """Batches of ``rows`` read onto the device (resized to ``options.resize``: images
+    bilinear, labels nearest), with a progress bar (images) named ``desc``."""
     bar = tqdm(total=len(rows), desc=desc, unit="image", leave=False)
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start : start + batch_size]
+    size, bilinear, nearest = options.resize, Image.Resampling.BILINEAR, Image.Resampling.NEAREST
+    for start in range(0, len(rows), options.batch_size):
+        chunk = rows[start : start + options.batch_size]
         bar.update(len(chunk))
         out: dict[str, torch.Tensor] = {}
         for name in chunk[0]:
             if name.endswith("label"):
-                arrays = [torch.from_numpy(read_label(r[name]).astype(np.int64)) for r in chunk]
+                arrays = [
+                    torch.from_numpy(_resized(read_label(r[name]), size, nearest).astype(np.int64))
+                    for r in chunk
+                ]
             else:
-                arrays = [image_to_tensor(read_image(r[name])) for r in chunk]
-            out[name] = torch.stack(arrays).to(device)
+                arrays = [image_to_tensor(_resized(read_image(r[name]), size, bilinear))
+                          for r in chunk]  # fmt: skip
+            out[name] = torch.stack(arrays).to(options.device)
         yield out
     bar.close()
 
@@ -133,6 +152,7 @@ def _fid(inputs: MetricInputs, options: MetricOptions, pretrained: PretrainedCac
         batch_size=options.batch_size,
         device=options.device,
         real_stats_cache=cache,
+        protocol=options.fid_protocol,
     )
 
 
@@ -147,7 +167,7 @@ def _semantic(inputs: MetricInputs, options: MetricOptions, pretrained: Pretrain
 
     meter = SemanticConsistency(pretrained.vgg(), inputs.num_classes)
     rows = matched(inputs, ("fake", "real", "label"))
-    for b in _batches(rows, options.batch_size, options.device, "semantic consistency"):
+    for b in _batches(rows, options, "semantic consistency"):
         meter.update(b["fake"], b["real"], b["label"])
     return meter.result()
 
@@ -157,7 +177,7 @@ def _style(inputs: MetricInputs, options: MetricOptions, pretrained: PretrainedC
 
     meter = StyleRelevance(pretrained.vgg(), inputs.num_classes)
     rows = matched(inputs, ("fake", "exemplar", "label", "exemplar_label"))
-    for b in _batches(rows, options.batch_size, options.device, "style relevance"):
+    for b in _batches(rows, options, "style relevance"):
         meter.update(b["fake"], b["exemplar"], b["label"], b["exemplar_label"])
     return meter.result()
 
