@@ -493,3 +493,16 @@ def test_loss_config_is_frozen():
     with pytest.raises(Exception, match="frozen"):
         cfg.gan = 1.0
     assert cfg.gan == 10.0
+
+
+def test_class_colour_term_is_the_weighted_loss_on_labelled_batches():
+    from cocosnet.losses.class_colour import class_colour_loss
+
+    x = _inputs()
+    terms = _terms(cfg=loss_config({"class_colour": 2.0}), x=x, num_classes=L)
+    expected = class_colour_loss(x.fake, x.exemplar, x.label, x.exemplar_label, L) * 2.0
+    assert torch.equal(terms["class_colour"], expected) and expected > 0
+    _assert_total_is_sum(terms)
+    unlabelled = _terms(cfg=loss_config({"class_colour": 2.0}), x=_inputs(has_labels=False),
+                        num_classes=L)  # fmt: skip
+    assert "class_colour" not in unlabelled

@@ -53,6 +53,12 @@ class LossConfig(_Section):
         "batch-32 recipe); None: this run's per-process batch",
     )
     vgg: Literal["auto", "required", "off"] = "auto"
+    class_colour: float = Field(
+        0.0,
+        ge=0,
+        description="demo-only, not in the paper: L1 between the output's and the exemplar's "
+        "mean colour per class in both label maps (cocosnet/losses/class_colour.py)",
+    )
     fallback_l1: float = Field(
         10.0, ge=0, description="pixel L1 on pseudo pairs, only where VGG losses are off"
     )

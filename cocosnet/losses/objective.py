@@ -4,7 +4,8 @@
 *weighted* terms plus their ``total``; that dict is what gets logged. Without the Caffe VGG19
 (``vgg=None``) the VGG-based terms are not computed at all: pixel L1 on pseudo pairs
 (``fallback_l1``) stands in for VGG feature matching and perceptual loss, and there is no
-contextual loss. :attr:`Objective.loss_set` names which set a run used.
+contextual loss. :attr:`Objective.loss_set` names which set a run used. ``class_colour``
+(:mod:`.class_colour`) is ours, demo-only, never in a paper preset.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ..config import LossConfig
 from ..models.correspondence import CorrespondenceOutput
 from ..models.vgg import VGG19
 from .adversarial import DiscOutput, d_hinge_loss, feature_matching_loss, g_hinge_loss
+from .class_colour import class_colour_loss
 from .contextual import contextual_objective
 from .correspondence import cycle_loss, domain_alignment_loss, warped_mask_loss
 from .perceptual import DEFAULT_LAYERS, perceptual_loss, pseudo_pair_l1, vgg_feature_matching
@@ -27,6 +29,8 @@ LOSS_SET_NO_VGG = (
     "no-vgg: pixel L1 on pseudo pairs replaces VGG feature matching and perceptual loss; "
     "no contextual loss; D feature matching and the correspondence losses as in the paper"
 )
+
+LOSS_SET_DEMO_ONLY = "; plus the demo-only class colour loss (not in the paper)"
 
 
 @dataclass
@@ -59,17 +63,22 @@ class Objective:
         *,
         warp_stride: int,
         warp_patch: bool = False,
+        num_classes: int | None = None,  # of the label maps (the class colour term needs it)
     ):
         if cfg.vgg == "required" and vgg is None:
             raise ValueError("loss.vgg is 'required' but no VGG19 network was given")
         self.cfg = cfg
         self.vgg = vgg if cfg.vgg != "off" else None
         self.warp_stride, self.warp_patch = warp_stride, warp_patch
+        if cfg.class_colour > 0 and num_classes is None:
+            raise ValueError("loss.class_colour needs the number of classes of the label maps")
+        self.num_classes = num_classes
 
     @property
     def loss_set(self) -> str:
         """Which loss set this objective computes (logged with every run)."""
-        return LOSS_SET_PAPER if self.vgg is not None else LOSS_SET_NO_VGG
+        loss_set = LOSS_SET_PAPER if self.vgg is not None else LOSS_SET_NO_VGG
+        return loss_set + (LOSS_SET_DEMO_ONLY if self.cfg.class_colour > 0 else "")
 
     @property
     def needs_real_features(self) -> bool:
@@ -116,6 +125,17 @@ class Objective:
         elif cfg.fallback_l1 > 0:
             terms["pixel_l1"] = (
                 pseudo_pair_l1(inputs.fake, inputs.real, pseudo, pseudo_batch) * cfg.fallback_l1
+            )
+        if cfg.class_colour > 0 and inputs.has_labels:
+            terms["class_colour"] = (
+                class_colour_loss(
+                    inputs.fake,
+                    inputs.exemplar,
+                    inputs.label,
+                    inputs.exemplar_label,
+                    self.num_classes,
+                )
+                * cfg.class_colour
             )
         if self.needs_real_features and inputs.corr.real_features is not None:
             terms["domain_alignment"] = (

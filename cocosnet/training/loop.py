@@ -181,6 +181,7 @@ def _build_trainer(
         vgg.to(device) if vgg is not None else None,
         warp_stride=model_cfg.warp_stride,
         warp_patch=model_cfg.warp_patch,
+        num_classes=model_cfg.semantic_nc,
     )
     trainer = Trainer(
         cfg,
