@@ -200,14 +200,9 @@ def evaluate_model(
         num_classes=num_classes if labels else None,
     )
     options = MetricOptions(
-        weights_dir=weights_dir,
-        device=device,
-        batch_size=cfg.batch_size,
-        seed=cfg.seed,
-        cache_dir=out_dir / "cache",
-        fid_protocol=cfg.fid_protocol,
-        resize=metric_size,
-    )
+        weights_dir=weights_dir, device=device, batch_size=cfg.batch_size, seed=cfg.seed,
+        cache_dir=out_dir / "cache", fid_protocol=cfg.fid_protocol, resize=metric_size,
+    )  # fmt: skip
     own = ("warp_accuracy", "colour_style")  # computed here, not by the folder metrics
     results = evaluate([m for m in cfg.metrics if m not in own], inputs, options)
     if "colour_style" in cfg.metrics:

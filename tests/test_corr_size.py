@@ -46,7 +46,10 @@ def _batch(cfg, n: int = 2) -> dict[str, torch.Tensor]:
 def _trainer(cfg, loss_overrides: dict) -> Trainer:
     torch.manual_seed(0)
     loss = loss_config({"preset": "demo", "vgg": "off", "cycle": 1.0, **loss_overrides})
-    objective = Objective(loss, None, warp_stride=cfg.warp_stride, warp_patch=cfg.warp_patch)
+    objective = Objective(
+        loss, None, warp_stride=cfg.warp_stride, warp_patch=cfg.warp_patch,
+        num_classes=cfg.semantic_nc,
+    )  # fmt: skip
     generator = Generator(build_correspondence(cfg), build_translation(cfg))
     return Trainer(
         TrainConfig(),
