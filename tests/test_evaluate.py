@@ -181,3 +181,22 @@ def test_metric_size_follows_the_authors_at_the_paper_presets():
     assert EvalConfig(semantic_style_size=128).metric_size("demo") == 128
     with pytest.raises(ValueError, match="auto, native or a size"):
         EvalConfig(semantic_style_size=0)
+
+
+def test_cli_passes_the_fid_protocol_and_size_and_refuses_bad_ones(tmp_path, monkeypatch, capsys):
+    from cocosnet.metrics import registry
+
+    seen = []
+    monkeypatch.setattr(
+        registry, "evaluate", lambda names, inputs, options: seen.append(options) or {names[0]: {}}
+    )
+    folder = str(tmp_path)
+    cli(["evaluate", "fid", "--real", folder, "--fake", folder, "--fid-protocol", "torch_fidelity"])
+    cli(["evaluate", "semantic_consistency", "--fake", folder, "--resize", "256"])
+    assert seen[0].fid_protocol == "torch_fidelity" and seen[0].resize is None
+    assert seen[1].fid_protocol == "pytorch_fid" and seen[1].resize == 256
+    for bad in (["--fid-protocol", "tf"], ["--resize", "0"]):
+        with pytest.raises(SystemExit) as exit_:
+            cli(["evaluate", "fid", "--real", folder, *bad])
+        assert exit_.value.code == 2
+    assert "8 to 4096" in capsys.readouterr().err
