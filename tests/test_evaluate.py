@@ -200,3 +200,13 @@ def test_cli_passes_the_fid_protocol_and_size_and_refuses_bad_ones(tmp_path, mon
             cli(["evaluate", "fid", "--real", folder, *bad])
         assert exit_.value.code == 2
     assert "8 to 4096" in capsys.readouterr().err
+
+
+def test_metrics_file_keeps_the_fid_protocol_beside_the_fid():
+    from cocosnet.metric_files import split_summary
+
+    numbers, record = split_summary(
+        {"metrics": {"fid": {"fid": 26.4, "fid_protocol": "pytorch_fid", "weights_sha256": "ab"}}}
+    )
+    assert numbers == {"metrics": {"fid": {"fid": 26.4, "fid_protocol": "pytorch_fid"}}}
+    assert record == {"metrics": {"fid": {"weights_sha256": "ab"}}}
