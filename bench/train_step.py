@@ -74,6 +74,7 @@ def time_case(
         vgg,
         warp_stride=mcfg.warp_stride,
         warp_patch=mcfg.warp_patch,
+        num_classes=mcfg.semantic_nc,  # the demo's class colour loss reads the label maps
     )
     trainer = Trainer(
         tcfg,
