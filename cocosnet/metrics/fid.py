@@ -14,8 +14,9 @@ Statistics are streamed in float64 (count, sum, sum of outer products) so batch 
 matter. The distance's trace term is the sum of the square roots of the eigenvalues of
 sigma1 · sigma2, computed on the symmetric matrix sigma1^½ sigma2 sigma1^½ (same eigenvalues):
 two symmetric eigendecompositions instead of scipy's general ``sqrtm`` (pytorch-fid's route,
-13.5 s of each FID on 2 cores in bench/results/metrics.json). The image format is part of the protocol
-(REFERENCE.md: JPEG vs PNG moves CelebA-HQ FID by 2.6): this module scores the files it is given.
+13.5 s of each FID on 2 cores in bench/results/metrics.json). The image format is part of the
+protocol (REFERENCE.md: JPEG vs PNG moves CelebA-HQ FID by 2.6): this module scores the files it
+is given.
 """
 
 from __future__ import annotations
