@@ -31,4 +31,6 @@ def torch_machine(device: str | torch.device = "cpu") -> dict:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        # 1/5/15-minute load at the time of the call: another busy process skews every number.
+        "load_average": os.getloadavg(),
     }

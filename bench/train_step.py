@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -147,6 +148,7 @@ def main() -> None:
         row = time_case(args.child[0], args.child[1], args.steps, torch.device(args.device), corr)
         print(json.dumps(row))
         return
+    load_before = os.getloadavg()
     rows = []
     for name in args.cases:
         for corr_size in args.corr_sizes or [None]:
@@ -173,7 +175,8 @@ def main() -> None:
                     f"{fused['memory_ratio_fused_over_naive']:.3f}"
                 )
     result = {
-        "machine": torch_machine(args.device),
+        "machine": torch_machine(args.device),  # its load_average: after the runs
+        "load_average_before": load_before,
         "results": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
