@@ -191,8 +191,11 @@ class BlockwiseSoftmaxWarp(torch.autograd.Function):
             if need_q or need_k:
                 dscores = torch.bmm(grad_out[:, rows], value_t).sub_(delta[:, rows, None])
                 dscores.mul_(probs).mul_(alpha)
+                # Under autocast the descriptors (conv outputs) can be bfloat16 while the values
+                # (pooled photos) stay float32: the products run in the wider of the two.
+                wide = torch.promote_types(dscores.dtype, query.dtype)
                 if need_q:
-                    grad_q[:, rows] = torch.bmm(dscores, key)
+                    grad_q[:, rows] = torch.bmm(dscores.to(wide), key.to(wide))
                 if need_k:
-                    grad_k += torch.bmm(dscores.transpose(1, 2), query[:, rows])
+                    grad_k += torch.bmm(dscores.transpose(1, 2).to(wide), query[:, rows].to(wide))
         return grad_q, grad_k, grad_v, None, None
