@@ -1,17 +1,19 @@
 """Benchmark: seconds per training step (generator step + discriminator step), fused vs naive warp.
 
-Cases: the tiny `demo` preset at its training batch size, and the paper ADE20k preset at batch 1,
-each with the warp `naive` (materialised correlation, the baseline) and `fused`, in the same run
-on the same machine, at each correspondence size asked for (``--corr-sizes``: 64, 128, 256 for
-the paper's 256x256 images). Each configuration runs in a fresh subprocess, which also reports
-its peak memory (CPU: RSS high-water mark; CUDA: peak allocated); one that runs out of memory is
-recorded as such. Inputs are random label maps and photos (a step costs the same whatever the
-pixels); the paper case also runs the VGG19 losses with a randomly initialised VGG19, which costs
-what the pretrained one does (timing only: no number here is a loss value). Prints fused/naive
-ratios and writes bench/results/train_step.json (or the file given by --out).
+Cases: the tiny `demo` preset at its training batch size (and `demo_nf4`: its adaptors at the half
+width params.yaml trains, against `demo` as the baseline), and the paper ADE20k preset at batch 1,
+each with the warp `naive` (materialised correlation, the baseline) and `fused`, in the same run on
+the same machine, at each correspondence size asked for (``--corr-sizes``: 64, 128, 256 for the
+paper's 256x256 images). Each configuration runs in a fresh subprocess, which also reports its peak
+memory (CPU: RSS high-water mark; CUDA: peak allocated); one that runs out of memory is recorded as
+such. Inputs are random label maps and photos (a step costs the same whatever the pixels); the paper
+case also runs the VGG19 losses with a randomly initialised VGG19, which costs what the pretrained
+one does (timing only: no number here is a loss value). Prints fused/naive ratios and writes
+bench/results/train_step.json (or the file given by --out).
 
     python bench/train_step.py                  # demo (B8) and paper_ade20k (B1), 3 timed steps
     python bench/train_step.py --cases demo --steps 10
+    python bench/train_step.py --cases demo demo_nf4 --corr-sizes 32 --impls fused --steps 10
     python bench/train_step.py --cases paper_ade20k --corr-sizes 64 128 256 --device cuda
 """
 
@@ -38,6 +40,7 @@ from cocosnet.training.steps import Generator, Trainer
 RESULTS = Path(__file__).resolve().parent / "results" / "train_step.json"
 CASES = {
     "demo": dict(model="demo", loss="demo", batch=8, vgg=False),
+    "demo_nf4": dict(model="demo", loss="demo", batch=8, vgg=False, model_overrides={"corr_nf": 4}),
     "paper_ade20k": dict(model="paper_ade20k", loss="paper_ade20k", batch=1, vgg=True),
 }
 
@@ -64,7 +67,9 @@ def time_case(
     name: str, impl: str, steps: int, device: torch.device, corr_size: int | None = None
 ) -> dict:
     case = CASES[name]
-    overrides = {} if corr_size is None else {"corr_size": corr_size}
+    overrides = dict(case.get("model_overrides", {}))
+    if corr_size is not None:
+        overrides["corr_size"] = corr_size
     mcfg = model_config({"preset": case["model"], "warp_impl": impl, **overrides})
     lcfg = loss_config({"preset": case["loss"], "vgg": "auto" if case["vgg"] else "off"})
     tcfg = parse_params({"train": {"batch_size": case["batch"], "deterministic": False}}).train
@@ -102,6 +107,7 @@ def time_case(
         "batch": case["batch"],
         "image_size": mcfg.image_size,
         "corr_size": mcfg.corr_size,
+        "corr_nf": mcfg.corr_nf,
         "vgg_losses": case["vgg"],
         "steps": steps,
         "s_per_step_median": statistics.median(times),
@@ -128,6 +134,21 @@ def _spawn(name: str, impl: str, steps: int, device: str, corr_size: int | None)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _against_demo(rows: list[dict]) -> None:
+    """Each demo_nf4 row's time as a ratio of the demo preset's (same corr size and impl)."""
+    ok = [r for r in rows if "error" not in r]
+    base = {(r["corr_size"], r["warp_impl"]): r for r in ok if r["case"] == "demo"}
+    for row in rows:
+        ref = base.get((row.get("corr_size"), row["warp_impl"]))
+        if row["case"] != "demo_nf4" or "error" in row or ref is None:
+            continue
+        row["time_ratio_over_demo"] = row["s_per_step_median"] / ref["s_per_step_median"]
+        print(
+            f"demo_nf4 / demo at corr {row['corr_size']} {row['warp_impl']}: time "
+            f"{row['time_ratio_over_demo']:.3f}"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
@@ -149,7 +170,7 @@ def main() -> None:
         print(json.dumps(row))
         return
     load_before = os.getloadavg()
-    rows = []
+    rows: list[dict] = []
     for name in args.cases:
         for corr_size in args.corr_sizes or [None]:
             by_impl = {}
@@ -174,6 +195,7 @@ def main() -> None:
                     f"{fused['time_ratio_fused_over_naive']:.3f}, memory "
                     f"{fused['memory_ratio_fused_over_naive']:.3f}"
                 )
+    _against_demo(rows)
     result = {
         "machine": torch_machine(args.device),  # its load_average: after the runs
         "load_average_before": load_before,
