@@ -34,6 +34,7 @@ from machine import peak_mib, torch_machine  # bench/machine.py, beside this scr
 from cocosnet.config import loss_config, model_config, parse_params
 from cocosnet.losses.objective import Objective
 from cocosnet.models.factory import build_correspondence, build_discriminator, build_translation
+from cocosnet.models.label_conv import set_one_hot_gather
 from cocosnet.models.vgg import VGG19
 from cocosnet.training.steps import Generator, Trainer
 
@@ -82,10 +83,13 @@ def time_case(
         warp_patch=mcfg.warp_patch,
         num_classes=mcfg.semantic_nc,  # the demo's class colour loss reads the label maps
     )
+    corr, translation = build_correspondence(mcfg), build_translation(mcfg)
+    for net in (corr, translation):  # as the training loop: the dense convs unless asked
+        set_one_hot_gather(net, tcfg.one_hot_gather)
     trainer = Trainer(
         tcfg,
         objective,
-        Generator(build_correspondence(mcfg), build_translation(mcfg)),
+        Generator(corr, translation),
         build_discriminator(mcfg),
         device=device,
     )
