@@ -100,13 +100,13 @@ def test_training_step_at_every_corr_size_fused_equals_naive(corr_size, warp_mas
     assert (fused_flat - naive_flat).norm() / naive_flat.norm() < 1e-3
 
 
-@pytest.mark.parametrize("amp", ["bf16", "fp16"])
-def test_training_step_under_cpu_autocast(amp):
-    """train.amp bf16/fp16 on a CPU: the descriptors come out of autocast convs in low precision
-    while the pooled exemplar stays float32 (the fused warp's backward once failed on that). The
-    step's losses are close to float32's and every correspondence parameter gets a gradient."""
+def test_training_step_under_cpu_autocast():
+    """train.amp bf16 on a CPU: the descriptors come out of autocast convs in bfloat16 while the
+    pooled exemplar stays float32 (the fused warp's backward once failed on that; fp16 took the
+    same path, 3x slower on a CPU). The step's losses are close to float32's and every
+    correspondence parameter gets a gradient."""
     cfg = _cfg(64, 32)
-    trainer, _, terms, grads, d_terms = _step(cfg, amp=amp)
+    trainer, _, terms, grads, d_terms = _step(cfg, amp="bf16")
     assert all(torch.isfinite(v) for v in (*terms.values(), *d_terms.values()))
     assert all(f"corr.{n}" in grads for n, _ in trainer.generator.corr.named_parameters())
     _, _, full, _, _ = _step(cfg, amp="off")
