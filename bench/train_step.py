@@ -1,7 +1,8 @@
 """Benchmark: seconds per training step (generator step + discriminator step), fused vs naive warp.
 
-Cases: the tiny `demo` preset at its training batch size (and `demo_nf4`: its adaptors at the half
-width params.yaml trains, against `demo` as the baseline), and the paper ADE20k preset at batch 1,
+Cases: the tiny `demo` preset at its training batch size (`demo_nf4`: its adaptors at half width,
+against `demo` as the baseline; `demo_nf2_b4`: the quarter width and batch 4 params.yaml trains,
+against `demo_nf4`, per step and per sample), and the paper ADE20k preset at batch 1,
 each with the warp `naive` (materialised correlation, the baseline) and `fused`, in the same run on
 the same machine, at each correspondence size asked for (``--corr-sizes``: 64, 128, 256 for the
 paper's 256x256 images). Each configuration runs in a fresh subprocess, which also reports its peak
@@ -14,6 +15,7 @@ bench/results/train_step.json (or the file given by --out).
     python bench/train_step.py                  # demo (B8) and paper_ade20k (B1), 3 timed steps
     python bench/train_step.py --cases demo --steps 10
     python bench/train_step.py --cases demo demo_nf4 --corr-sizes 32 --impls fused --steps 10
+    python bench/train_step.py --cases demo_nf4 demo_nf2_b4 --corr-sizes 32 --impls fused --steps 20
     python bench/train_step.py --cases paper_ade20k --corr-sizes 64 128 256 --device cuda
 """
 
@@ -49,6 +51,16 @@ CASES = {
         vgg=False,
         model_overrides={"corr_nf": 4},
         baseline="demo",
+    ),
+    # The demo recipe of params.yaml (issue 20): adaptors at a quarter width, batch 4. Against
+    # demo_nf4 per sample too: an epoch of batch 4 is twice the steps.
+    "demo_nf2_b4": dict(
+        model="demo",
+        loss="demo",
+        batch=4,
+        vgg=False,
+        model_overrides={"corr_nf": 2},
+        baseline="demo_nf4",
     ),
     "paper_ade20k": dict(model="paper_ade20k", loss="paper_ade20k", batch=1, vgg=True),
 }
@@ -156,9 +168,14 @@ def _against_baselines(rows: list[dict]) -> None:
             continue
         row["baseline"] = base["case"]
         row["time_ratio_over_baseline"] = row["s_per_step_median"] / base["s_per_step_median"]
+        # Per sample (an epoch's time) where the batch sizes differ.
+        row["sample_time_ratio_over_baseline"] = (
+            row["time_ratio_over_baseline"] * base["batch"] / row["batch"]
+        )
         print(
-            f"{case} / {base['case']} at corr {corr_size} {impl}: time "
-            f"{row['time_ratio_over_baseline']:.3f}"
+            f"{case} / {base['case']} at corr {corr_size} {impl}: time per step "
+            f"{row['time_ratio_over_baseline']:.3f}, per sample "
+            f"{row['sample_time_ratio_over_baseline']:.3f}"
         )
 
 
