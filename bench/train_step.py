@@ -41,27 +41,14 @@ from cocosnet.models.vgg import VGG19
 from cocosnet.training.steps import Generator, Trainer
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_step.json"
+_DEMO = dict(model="demo", loss="demo", batch=8, vgg=False)
 CASES = {
-    "demo": dict(model="demo", loss="demo", batch=8, vgg=False),
-    # The adaptor width params.yaml trains the demo at, timed against the preset's (its baseline).
-    "demo_nf4": dict(
-        model="demo",
-        loss="demo",
-        batch=8,
-        vgg=False,
-        model_overrides={"corr_nf": 4},
-        baseline="demo",
-    ),
+    "demo": _DEMO,
+    # Adaptors at half width (the demo recipe before batch 4), against the preset's width.
+    "demo_nf4": {**_DEMO, "model_overrides": {"corr_nf": 4}, "baseline": "demo"},
     # The demo recipe of params.yaml (issue 20): adaptors at a quarter width, batch 4. Against
     # demo_nf4 per sample too: an epoch of batch 4 is twice the steps.
-    "demo_nf2_b4": dict(
-        model="demo",
-        loss="demo",
-        batch=4,
-        vgg=False,
-        model_overrides={"corr_nf": 2},
-        baseline="demo_nf4",
-    ),
+    "demo_nf2_b4": {**_DEMO, "batch": 4, "model_overrides": {"corr_nf": 2}, "baseline": "demo_nf4"},
     "paper_ade20k": dict(model="paper_ade20k", loss="paper_ade20k", batch=1, vgg=True),
 }
 
