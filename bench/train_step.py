@@ -2,7 +2,8 @@
 
 Cases: the tiny `demo` preset at its training batch size (`demo_nf4`: its adaptors at half width,
 against `demo` as the baseline; `demo_nf2_b4`: the quarter width and batch 4 params.yaml trains,
-against `demo_nf4`, per step and per sample), and the paper ADE20k preset at batch 1,
+against `demo_nf4`, per step and per sample; `demo_nf2_b4_cl`: the same in the channels-last
+layout, against `demo_nf2_b4`), and the paper ADE20k preset at batch 1,
 each with the warp `naive` (materialised correlation, the baseline) and `fused`, in the same run on
 the same machine, at each correspondence size asked for (``--corr-sizes``: 64, 128, 256 for the
 paper's 256x256 images). Each configuration runs in a fresh subprocess, which also reports its peak
@@ -16,6 +17,7 @@ bench/results/train_step.json (or the file given by --out).
     python bench/train_step.py --cases demo --steps 10
     python bench/train_step.py --cases demo demo_nf4 --corr-sizes 32 --impls fused --steps 10
     python bench/train_step.py --cases demo_nf4 demo_nf2_b4 --corr-sizes 32 --impls fused --steps 20
+    python bench/train_step.py --cases demo_nf2_b4 demo_nf2_b4_cl --corr-sizes 32 --impls fused
     python bench/train_step.py --cases paper_ade20k --corr-sizes 64 128 256 --device cuda
 """
 
@@ -42,13 +44,16 @@ from cocosnet.training.steps import Generator, Trainer
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_step.json"
 _DEMO = dict(model="demo", loss="demo", batch=8, vgg=False)
+_NF2_B4 = {**_DEMO, "batch": 4, "model_overrides": {"corr_nf": 2}}
 CASES = {
     "demo": _DEMO,
     # Adaptors at half width (the demo recipe before batch 4), against the preset's width.
     "demo_nf4": {**_DEMO, "model_overrides": {"corr_nf": 4}, "baseline": "demo"},
     # The demo recipe of params.yaml (issue 20): adaptors at a quarter width, batch 4. Against
     # demo_nf4 per sample too: an epoch of batch 4 is twice the steps.
-    "demo_nf2_b4": {**_DEMO, "batch": 4, "model_overrides": {"corr_nf": 2}, "baseline": "demo_nf4"},
+    "demo_nf2_b4": {**_NF2_B4, "baseline": "demo_nf4"},
+    # The same in the channels-last layout training uses on the CPU (runtime.channels_last).
+    "demo_nf2_b4_cl": {**_NF2_B4, "channels_last": True, "baseline": "demo_nf2_b4"},
     "paper_ade20k": dict(model="paper_ade20k", loss="paper_ade20k", batch=1, vgg=True),
 }
 
@@ -99,6 +104,7 @@ def time_case(
         Generator(corr, translation),
         build_discriminator(mcfg),
         device=device,
+        channels_last=case.get("channels_last", False),
     )
     batch = _batch(mcfg.semantic_nc, mcfg.image_size, case["batch"], device)
     times = []
@@ -120,6 +126,7 @@ def time_case(
         "corr_size": mcfg.corr_size,
         "corr_nf": mcfg.corr_nf,
         "vgg_losses": case["vgg"],
+        "channels_last": case.get("channels_last", False),
         "steps": steps,
         "s_per_step_median": statistics.median(times),
         "s_per_step_all": times,

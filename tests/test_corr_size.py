@@ -150,7 +150,9 @@ def test_inference_at_every_corr_size(corr_size):
 
     out, warped = run(RuntimeOptions())
     assert torch.allclose(out, expected, atol=1e-5)
-    assert torch.allclose(warped, warp.warped, atol=1e-5)
+    # The softmax's alpha of 100 scales the descriptors' rounding: 1.1e-5 measured at stride 1 on
+    # an AVX-512 machine (2e-6 to 4e-6 at strides 4 and 2).
+    assert torch.allclose(warped, warp.warped, atol=5e-5)
     out, warped = run(RuntimeOptions(channels_last=True))
     assert torch.allclose(out, expected, atol=1e-4)
     assert torch.allclose(warped, warp.warped, atol=1e-4)

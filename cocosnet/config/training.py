@@ -168,3 +168,11 @@ class RuntimeConfig(_Section):
     image_every: int = Field(200, ge=1, description="steps between image grids")
     rdzv_endpoint: str | None = Field(None, description="host:port for multi-node rendezvous")
     backend: Literal["auto", "nccl", "gloo"] = "auto"
+    channels_last: bool | None = Field(
+        None,
+        description="networks in the channels-last layout (the same computation, rounded "
+        "differently); null: on the CPU, where oneDNN's convolutions run faster so",
+    )
+
+    def channels_last_on(self, device_type: str) -> bool:
+        return self.channels_last if self.channels_last is not None else device_type == "cpu"

@@ -90,7 +90,7 @@ def train(
     device = dist_utils.choose_device(cfg, info)
     with _process_group(cfg, runtime, info, device):
         # Initialize.
-        trainer = _build_trainer(model_cfg, loss_cfg, cfg, vgg, info, device)
+        trainer = _build_trainer(model_cfg, loss_cfg, cfg, vgg, info, device, runtime)
         epoch_steps = steps_per_epoch(len(examples), cfg.batch_size, info.world_size)
         total = total_steps(len(examples), cfg, info.world_size)
 
@@ -152,6 +152,9 @@ def _process_group(
         torch.set_num_threads(runtime.threads)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
+        # The kernels stay deterministic; NaN-filling every new tensor (a check for reads of
+        # uninitialised memory, which the resume tests would see) cost 5% of a demo step.
+        torch.utils.deterministic.fill_uninitialized_memory = False
     dist_utils.init_process_group(runtime, info, device)
     try:
         yield
@@ -166,6 +169,7 @@ def _build_trainer(
     vgg: VGG19 | None,
     info: DistInfo,
     device: torch.device,
+    runtime: RuntimeConfig,
 ) -> Trainer:
     """Networks, objective and optimisers; identical initial weights on every process."""
     torch.manual_seed(cfg.seed)
@@ -190,6 +194,7 @@ def _build_trainer(
         discriminator,
         device=device,
         ddp=info.distributed,
+        channels_last=runtime.channels_last_on(device.type),
     )
     if info.distributed:
         trainer.any_process = lambda flag: dist_utils.broadcast_flag(flag, info, device)

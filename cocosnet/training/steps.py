@@ -74,11 +74,20 @@ def _fake_and_real(batch: dict[str, Tensor], fake: Tensor) -> Tensor:
     )
 
 
+def _moments_like_params(optimizer: torch.optim.Optimizer) -> None:
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            state = optimizer.state.get(param, {})
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.shape == param.shape:
+                    state[key] = torch.empty_like(param).copy_(value)
+
+
 def _grad_norm(params: list[nn.Parameter]) -> Tensor:
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(grad) for grad in grads]))
+    return torch.nn.utils.get_total_norm(grads, foreach=True)  # one fused kernel, not ~300
 
 
 class Trainer:
@@ -94,6 +103,7 @@ class Trainer:
         *,
         device: torch.device,
         ddp: bool = False,
+        channels_last: bool = False,
     ):
         self.objective, self.device = objective, device
         self.base_lr_g, self.base_lr_d = train_cfg.lr_g, train_cfg.lr_d
@@ -103,7 +113,11 @@ class Trainer:
             # so CPU processes keep per-process statistics.
             generator = nn.SyncBatchNorm.convert_sync_batchnorm(generator)
             discriminator = nn.SyncBatchNorm.convert_sync_batchnorm(discriminator)
-        self.generator, self.discriminator = generator.to(device), discriminator.to(device)
+        # channels_last: oneDNN's preferred convolution layout (the same computation, rounded
+        # differently); the inputs stay as they come, the first conv's output follows its weight.
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.generator = generator.to(device, memory_format=self.memory_format)
+        self.discriminator = discriminator.to(device, memory_format=self.memory_format)
         self.generator_params = [p for p in self.generator.parameters() if p.requires_grad]
         self.discriminator_params = [p for p in self.discriminator.parameters() if p.requires_grad]
         # One fused kernel per step instead of a loop over ~300 tensors (3x faster on the CPU, equal
@@ -250,5 +264,8 @@ class Trainer:
         self.discriminator.load_state_dict(state["discriminator"])
         self.generator_optimizer.load_state_dict(state["opt_g"])
         self.discriminator_optimizer.load_state_dict(state["opt_d"])
+        # A checkpoint of a run in the other layout: Adam's moments take their parameter's.
+        for optimizer in (self.generator_optimizer, self.discriminator_optimizer):
+            _moments_like_params(optimizer)
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
