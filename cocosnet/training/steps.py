@@ -115,9 +115,9 @@ class Trainer:
             discriminator = nn.SyncBatchNorm.convert_sync_batchnorm(discriminator)
         # channels_last: oneDNN's preferred convolution layout (the same computation, rounded
         # differently); the inputs stay as they come, the first conv's output follows its weight.
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.generator = generator.to(device, memory_format=self.memory_format)
-        self.discriminator = discriminator.to(device, memory_format=self.memory_format)
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        self.generator = generator.to(device, memory_format=layout)
+        self.discriminator = discriminator.to(device, memory_format=layout)
         self.generator_params = [p for p in self.generator.parameters() if p.requires_grad]
         self.discriminator_params = [p for p in self.discriminator.parameters() if p.requires_grad]
         # One fused kernel per step instead of a loop over ~300 tensors (3x faster on the CPU, equal
