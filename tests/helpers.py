@@ -30,6 +30,23 @@ def random_label(batch: int, n: int, size: int, seed: int = 0) -> torch.Tensor:
     return one_hot(coarse.repeat_interleave(4, 1).repeat_interleave(4, 2), n)
 
 
+def training_batch(cfg, n: int = 2, seed: int = 1) -> dict[str, torch.Tensor]:
+    """A training batch for model config ``cfg``: random blocky labels (seeds ``seed`` and
+    ``seed + 1``), random photos, the first sample a pseudo pair."""
+    s, c = cfg.image_size, cfg.semantic_nc
+    g = torch.Generator().manual_seed(seed)
+    inp, ex = random_label(n, c, s, seed=seed), random_label(n, c, s, seed=seed + 1)
+    return {  # plain NCHW layout (one_hot().permute() is channels-last)
+        "input": inp.contiguous(),
+        "exemplar_input": ex.contiguous(),
+        "exemplar": torch.rand(n, 3, s, s, generator=g) * 2 - 1,
+        "image": torch.rand(n, 3, s, s, generator=g) * 2 - 1,
+        "is_pseudo": torch.tensor([True, False][:n]),
+        "label": inp.argmax(1),
+        "exemplar_label": ex.argmax(1),
+    }
+
+
 def tiny_model(root, **overrides):
     """A randomly initialised demo-architecture model exported to ``root`` (plumbing tests)."""
     from cocosnet.config import model_config

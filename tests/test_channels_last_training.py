@@ -13,7 +13,7 @@ from cocosnet.losses.objective import Objective
 from cocosnet.models.factory import build_correspondence, build_discriminator, build_translation
 from cocosnet.training.steps import Generator, Trainer
 
-from .helpers import random_label, single_thread
+from .helpers import single_thread, training_batch
 
 _single_thread = pytest.fixture(scope="module", autouse=True)(single_thread)
 
@@ -45,23 +45,8 @@ def _trainer(networks, channels_last: bool) -> Trainer:
     )
 
 
-def _batch(seed: int) -> dict[str, torch.Tensor]:
-    n, s, c = 2, CFG.image_size, CFG.semantic_nc
-    g = torch.Generator().manual_seed(seed)
-    inp, ex = random_label(n, c, s, seed=seed), random_label(n, c, s, seed=seed + 1)
-    return {
-        "input": inp.contiguous(),
-        "exemplar_input": ex.contiguous(),
-        "exemplar": torch.rand(n, 3, s, s, generator=g) * 2 - 1,
-        "image": torch.rand(n, 3, s, s, generator=g) * 2 - 1,
-        "is_pseudo": torch.tensor([True, False]),
-        "label": inp.argmax(1),
-        "exemplar_label": ex.argmax(1),
-    }
-
-
 def _step(trainer: Trainer, seed: int) -> torch.Tensor:
-    batch = _batch(seed)
+    batch = training_batch(CFG, seed=seed)
     result = trainer.generator_step(batch, hide_exemplar_label=False, warped_mask_weight=100.0)
     trainer.discriminator_step(batch, result.fake)
     return result.fake

@@ -17,7 +17,7 @@ from cocosnet.models.factory import build_correspondence, build_discriminator, b
 from cocosnet.models.runtime import GeneratorRuntime, RuntimeOptions
 from cocosnet.training.steps import Generator, Trainer
 
-from .helpers import random_label, single_thread
+from .helpers import single_thread, training_batch
 
 _single_thread = pytest.fixture(scope="module", autouse=True)(single_thread)
 
@@ -26,21 +26,6 @@ TINY = dict(preset="demo", ngf=4, corr_nf=4, spade_hidden=8, ndf=8)
 
 def _cfg(image_size: int, corr_size: int, **overrides):
     return model_config({**TINY, "image_size": image_size, "corr_size": corr_size, **overrides})
-
-
-def _batch(cfg, n: int = 2) -> dict[str, torch.Tensor]:
-    s, c = cfg.image_size, cfg.semantic_nc
-    g = torch.Generator().manual_seed(1)
-    inp, ex = random_label(n, c, s, seed=1), random_label(n, c, s, seed=2)
-    return {  # plain NCHW layout (one_hot().permute() is channels-last)
-        "input": inp.contiguous(),
-        "exemplar_input": ex.contiguous(),
-        "exemplar": torch.rand(n, 3, s, s, generator=g) * 2 - 1,
-        "image": torch.rand(n, 3, s, s, generator=g) * 2 - 1,
-        "is_pseudo": torch.tensor([True, False][:n]),
-        "label": inp.argmax(1),
-        "exemplar_label": ex.argmax(1),
-    }
 
 
 def _trainer(cfg, loss_overrides: dict, amp: str = "auto") -> Trainer:
@@ -63,7 +48,7 @@ def _trainer(cfg, loss_overrides: dict, amp: str = "auto") -> Trainer:
 def _step(cfg, loss_overrides=None, n=2, amp="auto"):
     trainer = _trainer(cfg, loss_overrides or {}, amp)
     before = {k: v.clone() for k, v in trainer.generator.state_dict().items()}
-    batch = _batch(cfg, n)
+    batch = training_batch(cfg, n)
     result = trainer.generator_step(batch, hide_exemplar_label=False, warped_mask_weight=100)
     grads = {
         name: p.grad.clone()
@@ -134,7 +119,7 @@ def test_inference_at_every_corr_size(corr_size):
     cfg = _cfg(64, corr_size)
     torch.manual_seed(0)
     corr, gen = build_correspondence(cfg).eval(), build_translation(cfg).eval()
-    batch = _batch(cfg)
+    batch = training_batch(cfg)
     args = (batch["input"], batch["exemplar"], batch["exemplar_input"])
     with torch.no_grad():
         warp = corr(*args)
@@ -169,7 +154,7 @@ def test_compiled_runtime_matches_eager():
     cfg = _cfg(64, 16)
     torch.manual_seed(0)
     corr, gen = build_correspondence(cfg).eval(), build_translation(cfg).eval()
-    batch = _batch(cfg)
+    batch = training_batch(cfg)
     args = (batch["input"], batch["exemplar"], batch["exemplar_input"])
     eager = GeneratorRuntime(corr, gen)(*args)
     compiled = GeneratorRuntime(corr, gen, RuntimeOptions(compile=True))(*args)
